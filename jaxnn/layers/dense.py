@@ -1,0 +1,193 @@
+"""Fully connected layers and the shape plumbing around them: Dense, Flatten, Reshape, Embedding."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import init as initializers
+from jaxnn.core import (
+    LayerValueError,
+    Layer,
+    Static,
+    as_shape,
+    check_array,
+    check_floating,
+    check_integer,
+    check_min_ndim,
+    check_trailing_shape,
+    compute_dtype,
+    expand_to,
+    is_concrete,
+    make_layer,
+)
+
+
+def _check_positive_int(value, argument: str, layer: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise LayerValueError(f"{layer}: `{argument}` (={value!r}) must be a positive int")
+    return int(value)
+
+
+def Dense(
+    features: int,
+    *,
+    use_bias: bool = True,
+    w_init=initializers.lecun_normal(),
+    b_init=initializers.zeros(),
+    param_dtype=jnp.float32,
+) -> Layer:
+    """An affine map of the last axis: ``y = x @ w + b``.
+
+    Params ``w (in, features)`` and ``b (features,)``. PyTorch's ``nn.Linear`` computes
+    ``x @ W.T + b`` with ``W (features, in)``, so its weights port as ``w = W.T``.
+
+    Args:
+      features: size of the output's last axis.
+      use_bias: whether to add ``b``.
+      w_init, b_init: initializers ``(key, shape, dtype) -> array``.
+      param_dtype: dtype of the parameters. Inputs of another floating dtype are computed in the
+        promoted dtype of the two.
+    """
+    features = _check_positive_int(features, "features", "Dense")
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        check_min_ndim(shape, 1, "(..., in_features)")
+        w_key, b_key = jax.random.split(key)
+        params = {"w": w_init(w_key, (shape[-1], features), param_dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (features,), param_dtype)
+        return shape[:-1] + (features,), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        check_array(x)
+        check_floating(x)
+        w = params["w"]
+        check_trailing_shape(x, (w.shape[0],))
+        dtype = compute_dtype(x.dtype, w.dtype)
+        y = jnp.matmul(x.astype(dtype), w.astype(dtype))
+        if use_bias:
+            y = y + expand_to(params["b"].astype(dtype), y.ndim)
+        return y, state
+
+    return make_layer("dense", init, apply)
+
+
+def Flatten() -> Layer:
+    """Flattens the per-example axes into one: ``(*batch, d1, d2, ...) -> (*batch, d1*d2*...)``.
+
+    Batch axes are kept whatever their number; the per-example rank is taken from ``init`` and
+    kept in ``state`` as a static value (no arrays).
+    """
+
+    def init(key, input_shape):
+        del key
+        shape = as_shape(input_shape)
+        return (math.prod(shape),), {}, {"input_shape": Static(shape)}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del params, key, train
+        check_array(x)
+        input_shape = _recorded_input_shape(state, "Flatten")
+        check_trailing_shape(x, input_shape)
+        batch_shape = x.shape[: x.ndim - len(input_shape)]
+        return x.reshape(batch_shape + (math.prod(input_shape),)), state
+
+    return make_layer("flatten", init, apply)
+
+
+def Reshape(shape: Sequence[int]) -> Layer:
+    """Reshapes each example to ``shape``: ``(*batch, *input_shape) -> (*batch, *shape)``.
+
+    One entry of ``shape`` may be ``-1`` and is then inferred. The per-example input shape is
+    kept in ``state`` as a static value, as in :func:`Flatten`.
+    """
+    target = tuple(shape) if not isinstance(shape, (int, np.integer)) else (shape,)
+    if any(not isinstance(size, (int, np.integer)) or (size < 1 and size != -1) for size in target):
+        raise LayerValueError(f"Reshape: `shape` (={shape!r}) must hold positive ints and at most one -1")
+    if sum(size == -1 for size in target) > 1:
+        raise LayerValueError(f"Reshape: `shape` (={shape!r}) may hold at most one -1")
+
+    def init(key, input_shape):
+        del key
+        input_shape = as_shape(input_shape)
+        size = math.prod(input_shape)
+        known = math.prod(s for s in target if s != -1)
+        if -1 in target:
+            if known == 0 or size % known:
+                raise LayerValueError(f"cannot reshape {input_shape} ({size} values) to {target}")
+            output_shape = tuple(size // known if s == -1 else s for s in target)
+        else:
+            output_shape = target
+        if math.prod(output_shape) != size:
+            raise LayerValueError(
+                f"cannot reshape {input_shape} ({size} values) to {target} ({math.prod(output_shape)} values)"
+            )
+        return output_shape, {}, {"input_shape": Static(input_shape)}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del params, key, train
+        check_array(x)
+        input_shape = _recorded_input_shape(state, "Reshape")
+        check_trailing_shape(x, input_shape)
+        batch_shape = x.shape[: x.ndim - len(input_shape)]
+        return x.reshape(batch_shape + target), state
+
+    return make_layer("reshape", init, apply)
+
+
+def _recorded_input_shape(state, constructor: str) -> tuple[int, ...]:
+    recorded = state.get("input_shape") if isinstance(state, dict) else None
+    if not isinstance(recorded, Static):
+        raise LayerValueError(
+            f"state lacks the input shape recorded by init; pass the state returned by "
+            f"{constructor}().init (or by the model's init) to apply"
+        )
+    return recorded.value
+
+
+def Embedding(
+    vocab_size: int,
+    features: int,
+    *,
+    table_init=initializers.normal(1.0),
+    param_dtype=jnp.float32,
+) -> Layer:
+    """Looks up a learned vector for each integer id: ``y[..., :] = table[x[...], :]``.
+
+    Params ``table (vocab_size, features)``, initialized ``N(0, 1)`` as PyTorch's
+    ``nn.Embedding``, whose ``weight`` ports unchanged. Input: integer ids of any shape; output
+    appends a ``features`` axis. On concrete inputs an id outside ``[0, vocab_size)`` raises a
+    ``ValueError``; under ``jit`` ids cannot be checked and out-of-range ids are clamped.
+    """
+    vocab_size = _check_positive_int(vocab_size, "vocab_size", "Embedding")
+    features = _check_positive_int(features, "features", "Embedding")
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        return shape + (features,), {"table": table_init(key, (vocab_size, features), param_dtype)}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        check_array(x)
+        check_integer(x, "input (token ids)")
+        table = params["table"]
+        if table.shape[0] != vocab_size:
+            raise LayerValueError(f"expected a table of {vocab_size} rows, got {table.shape}")
+        if is_concrete(x) and x.size:
+            ids = np.asarray(x)
+            bad = np.argwhere((ids < 0) | (ids >= vocab_size))
+            if bad.size:
+                index = tuple(int(i) for i in bad[0])
+                raise LayerValueError(
+                    f"id {int(ids[index])} at index {index} is outside [0, {vocab_size})"
+                )
+        return jnp.take(table, x, axis=0, mode="clip"), state
+
+    return make_layer("embedding", init, apply)

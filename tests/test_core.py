@@ -1,0 +1,202 @@
+"""Tests for the layer contract and the combinators: naming, key splitting, state threading, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import init as initializers
+from jaxnn.core import Concat, Layer, Residual, Sequential, Static, as_shape, make_layer
+from jaxnn.layers.dense import Dense, Flatten
+
+
+def ones_dense(features):
+    return Dense(features, w_init=initializers.ones(), b_init=initializers.ones())
+
+
+def counter_layer():
+    """A layer whose state counts its calls in training and that records the key it was given."""
+
+    def init(key, input_shape):
+        return input_shape, {}, {"calls": jnp.zeros((), jnp.int32)}
+
+    def apply(params, state, x, *, key=None, train=False):
+        if not train:
+            return x, state
+        noise = jax.random.normal(key, x.shape, x.dtype)
+        return x + noise, {"calls": state["calls"] + 1}
+
+    return make_layer("counter", init, apply)
+
+
+def test_sequential_names_children_by_kind_and_position():
+    model = Sequential([Dense(3), counter_layer(), Dense(2)])
+    output_shape, params, state = model.init(jax.random.key(0), (4,))
+    assert output_shape == (2,)
+    assert list(params) == ["dense_0", "counter_1", "dense_2"]
+    assert list(state) == ["dense_0", "counter_1", "dense_2"]
+    assert params["dense_0"]["w"].shape == (4, 3)
+    assert params["dense_2"]["w"].shape == (3, 2)
+
+
+def test_sequential_dict_uses_given_names():
+    model = Sequential({"encoder": Dense(3), "head": Dense(2)})
+    _, params, _ = model.init(jax.random.key(0), (4,))
+    assert list(params) == ["encoder", "head"]
+
+
+def test_sequential_composes_by_hand():
+    # Two all-ones dense layers: y1 = sum(x) + 1 per unit, y2 = 3 * y1 + 1.
+    model = Sequential([ones_dense(3), ones_dense(2)])
+    _, params, state = model.init(jax.random.key(0), (4,))
+    x = jnp.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
+    y, _ = model.apply(params, state, x)
+    np.testing.assert_allclose(y, [[34.0, 34.0], [4.0, 4.0]])
+
+
+def test_sequential_initializes_children_with_different_keys():
+    model = Sequential([Dense(5), Dense(5)])
+    _, params, _ = model.init(jax.random.key(0), (5,))
+    assert not np.allclose(params["dense_0"]["w"], params["dense_1"]["w"])
+
+
+def test_sequential_threads_state_and_splits_key_per_child():
+    model = Sequential([counter_layer(), counter_layer()])
+    _, params, state = model.init(jax.random.key(0), (3,))
+    x = jnp.zeros((2, 3))
+    y, new_state = model.apply(params, state, x, key=jax.random.key(1), train=True)
+    assert int(new_state["counter_0"]["calls"]) == 1
+    assert int(new_state["counter_1"]["calls"]) == 1
+    # Each child must get its own key: the sum of two independent unit normals has variance 2,
+    # while the same key used twice would give exactly twice the first noise.
+    first, _ = counter_layer().apply({}, {"calls": jnp.zeros((), jnp.int32)}, x,
+                                     key=jax.random.split(jax.random.key(1), 2)[0], train=True)
+    assert not np.allclose(y, 2 * first)
+    _, eval_state = model.apply(params, new_state, x, train=False)
+    assert eval_state is not None and int(eval_state["counter_0"]["calls"]) == 1
+
+
+def test_residual_adds_input():
+    model = Residual(ones_dense(3))
+    _, params, state = model.init(jax.random.key(0), (3,))
+    x = jnp.array([1.0, 2.0, 3.0])
+    y, _ = model.apply(params, state, x)
+    np.testing.assert_allclose(y, x + 7.0)
+
+
+def test_residual_rejects_shape_change():
+    with pytest.raises(ValueError, match=r"residual: .*\(3,\) to \(4,\)"):
+        Residual(Dense(4)).init(jax.random.key(0), (3,))
+
+
+def test_concat_stacks_outputs_along_last_axis():
+    model = Concat([ones_dense(2), ones_dense(3)])
+    output_shape, params, state = model.init(jax.random.key(0), (4,))
+    assert output_shape == (5,)
+    x = jnp.ones((6, 4))
+    y, _ = model.apply(params, state, x)
+    assert y.shape == (6, 5)
+    np.testing.assert_allclose(y, 5.0)
+
+
+def test_concat_rejects_mismatched_shapes_and_positive_axis():
+    with pytest.raises(ValueError, match="concat: cannot concatenate along axis -1"):
+        Concat([Flatten(), Dense(3)]).init(jax.random.key(0), (2, 5))  # (10,) vs (2, 3)
+    with pytest.raises(ValueError, match="cannot concatenate along axis -2"):
+        Concat([Dense(2), Dense(3)], axis=-2).init(jax.random.key(0), (5, 4))
+    with pytest.raises(ValueError, match="negative axis"):
+        Concat([Dense(2)], axis=0)
+
+
+def test_concat_along_an_inner_axis_keeps_batch_axes():
+    model = Concat([Dense(3), Dense(3)], axis=-2)
+    output_shape, params, state = model.init(jax.random.key(0), (2, 4))
+    y, _ = model.apply(params, state, jnp.ones((5, 2, 4)))
+    assert output_shape == (4, 3) and y.shape == (5, 4, 3)
+
+
+def test_errors_name_the_layer_path():
+    model = Sequential({"encoder": Sequential([Dense(8), Dense(4)]), "head": Dense(2)})
+    _, params, state = model.init(jax.random.key(0), (16,))
+    params["encoder"]["dense_1"]["w"] = jnp.ones((5, 4))
+    with pytest.raises(ValueError, match=r"^encoder/dense_1: expected last axis 5, got 8$"):
+        model.apply(params, state, jnp.ones((3, 16)))
+
+
+def test_top_level_error_names_the_layer_kind():
+    _, params, state = Dense(2).init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match=r"^dense: expected last axis 3, got 4$"):
+        Dense(2).apply(params, state, jnp.ones((1, 4)))
+
+
+def test_errors_are_raised_under_jit_before_xla():
+    model = Sequential([Dense(8), Dense(2)])
+    _, params, state = model.init(jax.random.key(0), (4,))
+    with pytest.raises(ValueError, match=r"^dense_0: expected last axis 4, got 5"):
+        jax.jit(lambda p, x: model.apply(p, state, x)[0])(params, jnp.ones((2, 5)))
+
+
+def test_params_from_another_model_are_named_in_the_error():
+    _, params, state = Sequential([Dense(3)]).init(jax.random.key(0), (4,))
+    other = Sequential({"layer": Dense(3)})
+    with pytest.raises(ValueError, match="params has no entry for layer"):
+        other.apply(params, {"layer": {}}, jnp.ones(4))
+
+
+def test_constructor_misuse_is_a_clear_type_error():
+    from jaxnn.layers.dense import Dense as DenseConstructor
+
+    with pytest.raises(TypeError, match="not a Layer; call the constructor"):
+        Sequential([DenseConstructor])
+    with pytest.raises(TypeError, match="list or dict of layers"):
+        Sequential(Dense(3))
+    with pytest.raises(ValueError, match="at least one layer"):
+        Sequential([])
+
+
+@pytest.mark.parametrize("bad", ["abc", (3, "a"), (3, -1), 2.5, (True,)])
+def test_input_shape_validation(bad):
+    with pytest.raises((TypeError, ValueError), match="input_shape"):
+        as_shape(bad)
+
+
+def test_input_shape_int_and_list_are_accepted():
+    assert as_shape(5) == (5,)
+    assert as_shape([2, 3]) == (2, 3)
+
+
+def test_static_is_structure_not_a_leaf():
+    tree = {"a": jnp.ones(2), "shape": Static((3, 4))}
+    assert len(jax.tree_util.tree_leaves(tree)) == 1
+    assert jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(
+        {"a": jnp.zeros(2), "shape": Static((3, 4))}
+    )
+    assert jax.tree_util.tree_structure(tree) != jax.tree_util.tree_structure(
+        {"a": jnp.zeros(2), "shape": Static((3, 5))}
+    )
+
+
+def test_layer_is_a_named_tuple_of_name_init_apply():
+    layer = Dense(2)
+    assert isinstance(layer, Layer)
+    name, init, apply = layer
+    assert name == "dense" and callable(init) and callable(apply)
+
+
+def test_model_composes_with_jit_grad_and_vmap():
+    model = Sequential([Dense(5), Dense(3)])
+    _, params, state = model.init(jax.random.key(0), (4,))
+    x = jax.random.normal(jax.random.key(1), (7, 4))
+
+    def loss(params, x):
+        y, _ = model.apply(params, state, x)
+        return jnp.sum(y ** 2)
+
+    batched, _ = model.apply(params, state, x)
+    single = jax.vmap(lambda example: model.apply(params, state, example)[0])(x)
+    np.testing.assert_allclose(single, batched, rtol=1e-6, atol=1e-6)
+    per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0))(params, x)
+    summed = jax.tree.map(lambda g: g.sum(0), per_example)
+    full = jax.jit(jax.grad(loss))(params, x)
+    for got, want in zip(jax.tree_util.tree_leaves(summed), jax.tree_util.tree_leaves(full)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
