@@ -1,0 +1,192 @@
+"""Normalization layers: BatchNorm (with running statistics kept in ``state``) and LayerNorm.
+
+Both normalize the last axis of their input (features last, as everywhere in jaxnn) and compute
+their statistics in at least float32, whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.core import (
+    Layer,
+    LayerValueError,
+    as_shape,
+    check_array,
+    check_floating,
+    check_min_ndim,
+    check_trailing_shape,
+    compute_dtype,
+    expand_to,
+    make_layer,
+)
+from jaxnn.init import Initializer, ones, zeros
+
+
+def _check_eps(name: str, eps: float) -> None:
+    if not eps > 0:
+        raise LayerValueError(f"{name}: `eps` (={eps}) must be positive")
+
+
+def _check_input(x, features: int):
+    check_array(x)
+    check_floating(x)
+    check_trailing_shape(x, (features,))
+
+
+def _mean_and_variance(x: jax.Array, axis: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """Mean and biased variance of ``x`` over ``axis``.
+
+    Two passes, the mean of squared deviations, rather than ``E[x^2] - E[x]^2``: that formula
+    cancels catastrophically when ``|mean| >> std`` (it can even go negative), while this one is
+    never negative and costs only a second read of ``x``, which XLA fuses.
+    """
+    mean = jnp.mean(x, axis=axis, keepdims=True)
+    variance = jnp.mean(jnp.square(x - mean), axis=axis, keepdims=True)
+    return mean, variance
+
+
+def BatchNorm(
+    momentum: float = 0.9,
+    eps: float = 1e-5,
+    scale_init: Initializer = ones(),
+    bias_init: Initializer = zeros(),
+) -> Layer:
+    """Batch normalization over every axis but the last (features), with running statistics.
+
+    With ``C`` features (the last axis of ``input_shape``), ``params`` are ``scale (C,)`` and
+    ``bias (C,)``; ``state`` is ``mean (C,)`` (starts at 0) and ``var (C,)`` (starts at 1), both
+    float32. Statistics are taken over all axes but the last, so ``(N, C)``, ``(N, L, C)`` and
+    ``(N, H, W, C)`` inputs behave like PyTorch's ``BatchNorm1d``/``BatchNorm2d`` with channels last.
+
+    With ``train=True``, over the ``n`` values of each feature in the batch::
+
+        mu      = mean(x)
+        sigma2  = mean((x - mu)^2)                          (biased, used to normalize)
+        y       = (x - mu) / sqrt(sigma2 + eps) * scale + bias
+        mean'   = momentum * mean + (1 - momentum) * mu
+        var'    = momentum * var  + (1 - momentum) * sigma2 * n / (n - 1)   (unbiased, as PyTorch)
+
+    With ``train=False`` the running statistics are used and ``state`` is returned unchanged::
+
+        y = (x - mean) / sqrt(var + eps) * scale + bias
+
+    PyTorch's ``momentum`` weighs the *new* batch, ours the old running value: PyTorch's
+    ``momentum=0.1`` (its default) is our ``momentum=0.9``. Statistics are computed in at least
+    float32; the output has the dtype of ``x``. Training needs more than one value per feature.
+
+    Under ``vmap`` each mapped call sees only its own slice, so in training the statistics would be
+    per example; ``vmap`` over examples (per-example gradients) is meant for ``train=False``.
+
+    Args:
+      momentum: weight of the old running statistics in each update, in ``[0, 1]``.
+      eps: added to the variance before the square root, ``> 0``.
+      scale_init, bias_init: initializers of ``scale`` and ``bias``.
+
+    Example::
+
+        layer = BatchNorm()
+        output_shape, params, state = layer.init(jax.random.key(0), (32, 32, 16))
+        y, state = layer.apply(params, state, images, train=True)   # images: (N, 32, 32, 16)
+        y, _ = layer.apply(params, state, images)                    # eval: running statistics
+    """
+    if not 0 <= momentum <= 1:
+        raise LayerValueError(f"BatchNorm: `momentum` (={momentum}) must be in [0, 1]")
+    _check_eps("BatchNorm", eps)
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        check_min_ndim(shape, 1, "(..., features)")
+        features = shape[-1]
+        scale_key, bias_key = jax.random.split(key)
+        params = {
+            "scale": scale_init(scale_key, (features,), jnp.float32),
+            "bias": bias_init(bias_key, (features,), jnp.float32),
+        }
+        state = {
+            "mean": jnp.zeros((features,), jnp.float32),
+            "var": jnp.ones((features,), jnp.float32),
+        }
+        return shape, params, state
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key
+        scale, bias = params["scale"], params["bias"]
+        _check_input(x, scale.shape[-1])
+        dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
+        features = x.astype(dtype)
+        if train:
+            count = math.prod(x.shape[:-1])
+            if count <= 1:
+                raise LayerValueError(
+                    f"expected more than 1 value per channel when training, got input shape {x.shape}"
+                )
+            batch_mean, batch_variance = _mean_and_variance(features, tuple(range(x.ndim - 1)))
+            mean, variance = batch_mean, batch_variance
+            unbiased = batch_variance.reshape(-1) * (count / (count - 1))
+            running_mean, running_var = state["mean"], state["var"]
+            new_state = {
+                "mean": (momentum * running_mean
+                         + (1 - momentum) * batch_mean.reshape(-1).astype(running_mean.dtype)),
+                "var": momentum * running_var + (1 - momentum) * unbiased.astype(running_var.dtype),
+            }
+        else:
+            mean = expand_to(state["mean"].astype(dtype), x.ndim)
+            variance = expand_to(state["var"].astype(dtype), x.ndim)
+            new_state = state
+        normalized = (features - mean) * jax.lax.rsqrt(variance + eps)
+        y = normalized * expand_to(scale.astype(dtype), x.ndim) + expand_to(bias.astype(dtype), x.ndim)
+        return y.astype(x.dtype), new_state
+
+    return make_layer("batchnorm", init, apply)
+
+
+def LayerNorm(
+    eps: float = 1e-5,
+    scale_init: Initializer = ones(),
+    bias_init: Initializer = zeros(),
+) -> Layer:
+    """Layer normalization over the last axis, as PyTorch's ``LayerNorm(normalized_shape=C)``.
+
+    With ``C`` features (the last axis of ``input_shape``), ``params`` are ``scale (C,)`` and
+    ``bias (C,)``; there is no ``state``. For each position, over its ``C`` features::
+
+        mu     = mean(x)
+        sigma2 = mean((x - mu)^2)                    (biased)
+        y      = (x - mu) / sqrt(sigma2 + eps) * scale + bias
+
+    The same in training and evaluation. Statistics are computed in at least float32; the output
+    has the dtype of ``x``.
+
+    Args:
+      eps: added to the variance before the square root, ``> 0``.
+      scale_init, bias_init: initializers of ``scale`` and ``bias``.
+    """
+    _check_eps("LayerNorm", eps)
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        check_min_ndim(shape, 1, "(..., features)")
+        features = shape[-1]
+        scale_key, bias_key = jax.random.split(key)
+        params = {
+            "scale": scale_init(scale_key, (features,), jnp.float32),
+            "bias": bias_init(bias_key, (features,), jnp.float32),
+        }
+        return shape, params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        scale, bias = params["scale"], params["bias"]
+        _check_input(x, scale.shape[-1])
+        dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
+        features = x.astype(dtype)
+        mean, variance = _mean_and_variance(features, (-1,))
+        normalized = (features - mean) * jax.lax.rsqrt(variance + eps)
+        y = normalized * expand_to(scale.astype(dtype), x.ndim) + expand_to(bias.astype(dtype), x.ndim)
+        return y.astype(x.dtype), state
+
+    return make_layer("layernorm", init, apply)

@@ -1,0 +1,402 @@
+"""Loss functions and weight penalties: pure functions from arrays (or a parameter pytree) to a scalar.
+
+Formulas are PyTorch's (``MSELoss``, ``L1Loss``, ``BCEWithLogitsLoss``, ``CrossEntropyLoss``), the
+argument order is ``(predictions_or_logits, targets, *, reduction="mean", ...)``. Losses compute in
+at least float32, and bad input raises a ``ValueError``/``TypeError`` naming the function and the
+argument before XLA sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.core import is_concrete
+
+PyTree = Any
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# --------------------------------------------------------------------------------------------
+# Checks shared by losses and metrics.
+
+
+def _as_array(function: str, name: str, x: Any) -> Any:
+    """Returns ``x`` if it is an array (JAX, NumPy or traced), else converts it with ``jnp.asarray``."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return x
+    try:
+        return jnp.asarray(x)
+    except TypeError:
+        raise TypeError(f"{function}: {name} must be an array, got {type(x).__name__}") from None
+
+
+def _check_reduction(function: str, reduction: Any) -> None:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        allowed = ", ".join(repr(r) for r in _REDUCTIONS)
+        raise ValueError(f"{function}: reduction must be one of {allowed}, got {reduction!r}")
+
+
+def _check_real(function: str, name: str, x: Any) -> None:
+    """Raises a ``TypeError`` unless ``x`` holds integer or floating-point numbers."""
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise TypeError(f"{function}: {name} must be integer or floating-point, got dtype {x.dtype}")
+
+
+def _check_floating(function: str, name: str, x: Any) -> None:
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{function}: {name} must be floating-point, got dtype {x.dtype}")
+
+
+def _check_same_shape(function: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{function}: {a_name} shape {tuple(a.shape)} and {b_name} shape {tuple(b.shape)} differ"
+        )
+
+
+def _check_logits(function: str, logits: Any) -> None:
+    _check_floating(function, "logits", logits)
+    if logits.ndim == 0:
+        raise ValueError(f"{function}: logits must have a class axis (the last), got a scalar")
+
+
+def _check_class_targets(function: str, logits: Any, labels: Any) -> bool:
+    """Checks ``labels`` against ``logits`` of shape ``(*batch, classes)``.
+
+    Returns True for integer class ids (shape ``(*batch,)``), False for floating one-hot or
+    probability targets (shape ``(*batch, classes)``).
+    """
+    batch_shape, full_shape = tuple(logits.shape[:-1]), tuple(logits.shape)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        if tuple(labels.shape) != batch_shape:
+            hint = "; for one-hot targets pass a floating-point array" if tuple(labels.shape) == full_shape else ""
+            raise ValueError(
+                f"{function}: integer labels shape {tuple(labels.shape)} must equal "
+                f"logits.shape[:-1] {batch_shape} (logits shape {full_shape}){hint}"
+            )
+        _check_in_range(function, "label", labels, logits.shape[-1])
+        return True
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        if tuple(labels.shape) != full_shape:
+            raise ValueError(
+                f"{function}: floating-point labels (one-hot or probabilities) shape "
+                f"{tuple(labels.shape)} must equal logits shape {full_shape}"
+            )
+        return False
+    raise TypeError(
+        f"{function}: labels must be integer class ids or floating-point one-hot/probability "
+        f"targets, got dtype {labels.dtype}"
+    )
+
+
+def _check_in_range(function: str, what: str, values: Any, num_classes: int) -> None:
+    """On concrete arrays, raises a ``ValueError`` naming the first value outside ``[0, num_classes)``.
+
+    Tracers (inside ``jit``/``vmap``/``grad`` over ``values``) hold no values, so they are not checked.
+    """
+    if not is_concrete(values):
+        return
+    values = np.asarray(values)
+    outside = (values < 0) | (values >= num_classes)
+    if outside.any():
+        index = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(
+            f"{function}: {what} {values[index]} at index {index} is outside [0, {num_classes})"
+        )
+
+
+def _float_dtype(*dtypes) -> jnp.dtype:
+    """The dtype a loss computes in: the inputs' common dtype, at least float32."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(*dtypes, jnp.float32)
+
+
+def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
+    if reduction == "mean":
+        return jnp.mean(loss)
+    if reduction == "sum":
+        return jnp.sum(loss)
+    return loss
+
+
+# --------------------------------------------------------------------------------------------
+# Regression.
+
+
+def _regression_inputs(function: str, predictions: Any, targets: Any, reduction: Any):
+    _check_reduction(function, reduction)
+    predictions = _as_array(function, "predictions", predictions)
+    targets = _as_array(function, "targets", targets)
+    _check_real(function, "predictions", predictions)
+    _check_real(function, "targets", targets)
+    _check_same_shape(function, "predictions", predictions, "targets", targets)
+    dtype = _float_dtype(predictions.dtype, targets.dtype)
+    return predictions.astype(dtype), targets.astype(dtype)
+
+
+def mse(predictions: Any, targets: Any, *, reduction: str = "mean") -> jax.Array:
+    r"""Mean squared error, PyTorch's ``MSELoss``.
+
+    .. math:: \ell_i = (p_i - t_i)^2
+
+    reduced over all elements: ``"mean"`` gives :math:`\frac{1}{N}\sum_i \ell_i`, ``"sum"`` gives
+    :math:`\sum_i \ell_i`, ``"none"`` the elementwise array.
+
+    Args:
+      predictions: array of any shape.
+      targets: array of the same shape (no broadcasting: a ``(32, 1)`` against ``(32,)`` mistake
+        raises instead of silently making a ``(32, 32)`` loss).
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      A scalar, or an array of ``predictions.shape`` for ``"none"``; float32 or wider.
+
+    Example::
+
+        mse(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))  # (0 + 4) / 2 = 2.0
+    """
+    predictions, targets = _regression_inputs("mse", predictions, targets, reduction)
+    return _reduce(jnp.square(predictions - targets), reduction)
+
+
+def mae(predictions: Any, targets: Any, *, reduction: str = "mean") -> jax.Array:
+    r"""Mean absolute error, PyTorch's ``L1Loss``.
+
+    .. math:: \ell_i = |p_i - t_i|
+
+    reduced over all elements as in :func:`mse`.
+
+    Args:
+      predictions: array of any shape.
+      targets: array of the same shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      A scalar, or an array of ``predictions.shape`` for ``"none"``; float32 or wider.
+
+    Example::
+
+        mae(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))  # (0 + 2) / 2 = 1.0
+    """
+    predictions, targets = _regression_inputs("mae", predictions, targets, reduction)
+    return _reduce(jnp.abs(predictions - targets), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Classification.
+
+
+def binary_cross_entropy(logits: Any, targets: Any, *, reduction: str = "mean") -> jax.Array:
+    r"""Binary cross-entropy from logits, PyTorch's ``BCEWithLogitsLoss``.
+
+    With :math:`\sigma` the sigmoid,
+
+    .. math::
+        \ell_i = -[t_i \log \sigma(x_i) + (1 - t_i) \log(1 - \sigma(x_i))]
+               = \max(x_i, 0) - x_i t_i + \log(1 + e^{-|x_i|})
+
+    computed in the second form, which is finite with finite gradient
+    :math:`\partial \ell_i / \partial x_i = \sigma(x_i) - t_i` for any finite logit. Reduced over
+    all elements as in :func:`mse`.
+
+    Args:
+      logits: floating-point array of any shape (pre-sigmoid scores).
+      targets: probabilities in ``[0, 1]`` of the same shape; integer or boolean 0/1 labels are
+        accepted and cast. On concrete arrays a target outside ``[0, 1]`` raises a ``ValueError``;
+        under ``jit``/``vmap`` (tracers) that check is skipped.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      A scalar, or an array of ``logits.shape`` for ``"none"``; float32 or wider.
+
+    Example::
+
+        binary_cross_entropy(jnp.array([0.0]), jnp.array([1.0]))  # log 2
+    """
+    function = "binary_cross_entropy"
+    _check_reduction(function, reduction)
+    logits = _as_array(function, "logits", logits)
+    targets = _as_array(function, "targets", targets)
+    _check_floating(function, "logits", logits)
+    if not (jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)
+            or targets.dtype == jnp.bool_):
+        raise TypeError(f"{function}: targets must be probabilities in [0, 1], got dtype {targets.dtype}")
+    _check_same_shape(function, "logits", logits, "targets", targets)
+    if targets.dtype != jnp.bool_ and is_concrete(targets):
+        values = np.asarray(targets)
+        outside = ~((values >= 0) & (values <= 1))
+        if outside.any():
+            index = tuple(int(i) for i in np.argwhere(outside)[0])
+            raise ValueError(
+                f"{function}: target {values[index]} at index {index} is outside [0, 1]; "
+                "targets are probabilities"
+            )
+    dtype = _float_dtype(logits.dtype, targets.dtype)
+    x, t = logits.astype(dtype), targets.astype(dtype)
+    # logaddexp(x, 0) evaluates max(x, 0) + log1p(exp(-|x|)) but differentiates as sigmoid(x);
+    # writing that sum out gets the gradient at x = 0 wrong, as d|x|/dx there is 1 in JAX.
+    loss = jnp.logaddexp(x, jnp.zeros((), dtype)) - x * t
+    return _reduce(loss, reduction)
+
+
+def _log_softmax(logits: jax.Array) -> jax.Array:
+    # The max only shifts for stability; the result does not depend on it, so no gradient flows
+    # through it (and none is wasted on the argmax's tie-breaking).
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
+
+def cross_entropy(
+    logits: Any,
+    labels: Any,
+    *,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    r"""Softmax cross-entropy from logits over the last axis, PyTorch's ``CrossEntropyLoss``.
+
+    For an example with logits :math:`x \in \mathbb{R}^C` and target distribution :math:`t`,
+
+    .. math::
+        \ell = -\sum_{c=1}^{C} t_c \log \operatorname{softmax}(x)_c,
+        \qquad \log \operatorname{softmax}(x)_c = x_c - \log \sum_{c'} e^{x_{c'}}
+
+    where integer labels :math:`y` mean :math:`t = \operatorname{onehot}(y)`, so
+    :math:`\ell = -\log \operatorname{softmax}(x)_y`. With label smoothing :math:`\varepsilon`
+    (as PyTorch) the target is :math:`(1 - \varepsilon)\, t + \varepsilon / C`, that is
+
+    .. math:: \ell_\varepsilon = (1 - \varepsilon)\,\ell - \frac{\varepsilon}{C}\sum_c \log \operatorname{softmax}(x)_c .
+
+    ``"mean"`` averages :math:`\ell` over the examples (not over classes), ``"sum"`` adds them,
+    ``"none"`` returns them. The log-softmax subtracts the per-example max first, so logits of any
+    finite size (±1e4 in float32) give exact, finite losses and gradients.
+
+    Args:
+      logits: floating-point array of shape ``(*batch, classes)``.
+      labels: integer class ids of shape ``(*batch,)``, or floating-point one-hot/probability
+        targets of shape ``(*batch, classes)``. On concrete arrays a class id outside
+        ``[0, classes)`` raises a ``ValueError`` naming it; under ``jit``/``vmap`` (tracers) the
+        check is skipped and such an example's loss is NaN.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      label_smoothing: :math:`\varepsilon`, a Python float in ``[0, 1]``.
+
+    Returns:
+      A scalar, or per-example losses of shape ``logits.shape[:-1]`` for ``"none"``; float32 or
+      wider.
+
+    Example::
+
+        cross_entropy(jnp.array([[0.0, 0.0]]), jnp.array([0]))  # log 2
+    """
+    function = "cross_entropy"
+    _check_reduction(function, reduction)
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.number)):
+        raise TypeError(f"{function}: label_smoothing must be a Python float, got {label_smoothing!r}")
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"{function}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    logits = _as_array(function, "logits", logits)
+    labels = _as_array(function, "labels", labels)
+    _check_logits(function, logits)
+    integer_labels = _check_class_targets(function, logits, labels)
+
+    dtype = _float_dtype(logits.dtype) if integer_labels else _float_dtype(logits.dtype, labels.dtype)
+    log_probs = _log_softmax(logits.astype(dtype))
+    num_classes = logits.shape[-1]
+    if integer_labels:
+        picked = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+        # take_along_axis wraps negative ids; NaN makes a bad id visible under jit instead.
+        valid = (labels >= 0) & (labels < num_classes)
+        loss = jnp.where(valid, -picked, jnp.asarray(jnp.nan, dtype))
+    else:
+        loss = -jnp.sum(labels.astype(dtype) * log_probs, axis=-1)
+    if label_smoothing:
+        epsilon = float(label_smoothing)
+        uniform = -jnp.mean(log_probs, axis=-1)
+        loss = (1.0 - epsilon) * loss + epsilon * uniform
+    return _reduce(loss, reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight penalties.
+
+
+def _masked_leaves(function: str, params: PyTree, mask: Any) -> list:
+    leaves, structure = jax.tree_util.tree_flatten(params)
+    if mask is None:
+        return leaves
+    if callable(mask):
+        mask = mask(params)
+    mask_leaves, mask_structure = jax.tree_util.tree_flatten(mask)
+    if mask_structure != structure:
+        raise ValueError(
+            f"{function}: mask structure differs from params structure; "
+            f"mask is {mask_structure}, params are {structure}"
+        )
+    for flag in mask_leaves:
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{function}: mask leaves must be Python bools, got {flag!r}")
+    return [leaf for leaf, flag in zip(leaves, mask_leaves) if flag]
+
+
+def _penalty(function: str, params: PyTree, mask: Any, term: Callable) -> jax.Array:
+    leaves = [_as_array(function, "params leaf", leaf) for leaf in _masked_leaves(function, params, mask)]
+    for leaf in leaves:
+        _check_real(function, "params leaves", leaf)
+    dtype = _float_dtype(*[leaf.dtype for leaf in leaves])
+    total = jnp.zeros((), dtype)
+    for leaf in leaves:
+        total = total + jnp.sum(term(leaf.astype(dtype)))
+    return total
+
+
+def l1_penalty(params: PyTree, mask: Any = None) -> jax.Array:
+    r"""L1 penalty over the array leaves of a parameter pytree.
+
+    .. math:: \Omega(w) = \sum_{\text{leaves}} \sum_i |w_i|
+
+    Args:
+      params: a pytree of arrays (nested dicts, as ``init`` returns).
+      mask: which leaves count. ``None`` (all), a pytree of Python bools with the structure of
+        ``params`` (True = include), or a callable ``params -> such a pytree`` (optax's
+        convention). A mask of another structure raises a ``ValueError``.
+
+    Returns:
+      A scalar, float32 or wider; 0 when no leaf counts.
+
+    Example::
+
+        loss = cross_entropy(logits, labels) + 1e-4 * l1_penalty(params)
+    """
+    return _penalty("l1_penalty", params, mask, jnp.abs)
+
+
+def l2_penalty(params: PyTree, mask: Any = None) -> jax.Array:
+    r"""Half the squared L2 norm of the array leaves of a parameter pytree.
+
+    .. math:: \Omega(w) = \tfrac{1}{2} \sum_{\text{leaves}} \sum_i w_i^2
+
+    The :math:`\tfrac12` makes :math:`\nabla_w \Omega = w`, so adding ``coef * l2_penalty(params)``
+    to a loss is exactly SGD weight decay ``coef`` (PyTorch's ``weight_decay``, optax's
+    ``add_decayed_weights``).
+
+    Args:
+      params: a pytree of arrays.
+      mask: ``None``, a pytree of Python bools with the structure of ``params`` (True = include),
+        or a callable ``params -> such a pytree``. A mask of another structure raises a
+        ``ValueError``.
+
+    Returns:
+      A scalar, float32 or wider; 0 when no leaf counts.
+
+    Example::
+
+        no_biases = lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: path[-1].key != "b", params)
+        loss = cross_entropy(logits, labels) + 5e-4 * l2_penalty(params, mask=no_biases)
+    """
+    return _penalty("l2_penalty", params, mask, lambda w: 0.5 * jnp.square(w))
