@@ -157,10 +157,33 @@ def check_min_ndim(input_shape: Shape, ndim: int, expected: str) -> None:
 
 
 def check_array(x: Any) -> jax.Array:
-    """Raises a ``TypeError`` unless ``x`` is an array (JAX or NumPy) or a traced value."""
+    """Returns ``x`` as a JAX array; raises a ``TypeError`` unless it is an array or a traced value.
+
+    NumPy inputs become JAX arrays of the canonical dtype (float64 becomes float32 unless x64 is
+    on), so layers compute and return the dtype JAX would.
+    """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise LayerTypeError(f"expected an array input, got {type(x).__name__}")
-    return x
+    return jnp.asarray(x)
+
+
+def check_entries(tree: Any, names: SequenceType[str], what: str = "params") -> list:
+    """Returns ``[tree[name] for name in names]``, raising a clear error if an entry is missing."""
+    if not isinstance(tree, Mapping):
+        raise LayerTypeError(f"expected {what} to be a dict with {list(names)}, got {type(tree).__name__}")
+    missing = [name for name in names if name not in tree]
+    if missing:
+        raise LayerValueError(
+            f"{what} has no {', '.join(map(repr, missing))}; expected {list(names)}, got {sorted(tree)}. "
+            f"Were these {what} made by this layer's init?"
+        )
+    return [tree[name] for name in names]
+
+
+def check_entry_shape(value: Any, expected: SequenceType[int], name: str) -> None:
+    """Raises unless the parameter or state entry ``name`` has shape ``expected``."""
+    if tuple(value.shape) != tuple(expected):
+        raise LayerValueError(f"{name} has shape {tuple(value.shape)}, expected {tuple(expected)}")
 
 
 def check_trailing_shape(x: jax.Array, expected: SequenceType[int], what: str = "input") -> None:
@@ -202,8 +225,10 @@ def compute_dtype(*dtypes) -> jnp.dtype:
     Layers cast their operands to this dtype themselves, so they work the same whether or not the
     user runs JAX with ``jax_numpy_dtype_promotion="strict"``.
     """
+    # Canonicalizing first maps NumPy's float64 to float32 when x64 is off, silently, as JAX
+    # does for the arrays themselves; without it jnp warns that float64 is unavailable.
     with jax.numpy_dtype_promotion("standard"):
-        return jnp.result_type(*dtypes)
+        return jnp.result_type(*[jax.dtypes.canonicalize_dtype(dtype) for dtype in dtypes])
 
 
 def expand_to(array: jax.Array, ndim: int) -> jax.Array:
@@ -328,7 +353,7 @@ def Residual(layer: Layer) -> Layer:
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False):
-        check_array(x)
+        x = check_array(x)
         y, state = layer.apply(params, state, x, key=key, train=train)
         dtype = compute_dtype(x.dtype, y.dtype)
         return x.astype(dtype) + y.astype(dtype), state

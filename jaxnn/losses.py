@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core import is_concrete
+from jaxnn.core import compute_dtype, is_concrete
 
 PyTree = Any
 
@@ -112,8 +112,12 @@ def _check_in_range(function: str, what: str, values: Any, num_classes: int) -> 
 
 def _float_dtype(*dtypes) -> jnp.dtype:
     """The dtype a loss computes in: the inputs' common dtype, at least float32."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.result_type(*dtypes, jnp.float32)
+    return compute_dtype(*dtypes, jnp.float32)
+
+
+def _abs_with_zero_subgradient(x: jax.Array) -> jax.Array:
+    """``|x|``, differentiated as ``sign(x)``: 0 at ``x = 0`` as in PyTorch, where ``jnp.abs`` gives 1."""
+    return jnp.sign(x) * x
 
 
 def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
@@ -184,7 +188,7 @@ def mae(predictions: Any, targets: Any, *, reduction: str = "mean") -> jax.Array
         mae(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))  # (0 + 2) / 2 = 1.0
     """
     predictions, targets = _regression_inputs("mae", predictions, targets, reduction)
-    return _reduce(jnp.abs(predictions - targets), reduction)
+    return _reduce(_abs_with_zero_subgradient(predictions - targets), reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +376,7 @@ def l1_penalty(params: PyTree, mask: Any = None) -> jax.Array:
 
         loss = cross_entropy(logits, labels) + 1e-4 * l1_penalty(params)
     """
-    return _penalty("l1_penalty", params, mask, jnp.abs)
+    return _penalty("l1_penalty", params, mask, _abs_with_zero_subgradient)
 
 
 def l2_penalty(params: PyTree, mask: Any = None) -> jax.Array:

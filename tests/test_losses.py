@@ -386,3 +386,13 @@ def test_bad_input_raises_with_message(case):
         call()
     for word in words:
         assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+def test_absolute_value_terms_have_zero_subgradient_at_zero():
+    # PyTorch's L1Loss and abs differentiate |d| as sign(d), which is 0 at d = 0; jnp.abs gives 1.
+    predictions = jnp.array([1.0, 2.0, 3.0])
+    targets = jnp.array([1.0, 0.0, 5.0])
+    grad = jax.grad(lambda p: mae(p, targets, reduction="sum"))(predictions)
+    np.testing.assert_array_equal(grad, [0.0, 1.0, -1.0])
+    penalty_grad = jax.grad(l1_penalty)({"b": jnp.array([0.0, -2.0, 3.0])})
+    np.testing.assert_array_equal(penalty_grad["b"], [0.0, -1.0, 1.0])

@@ -135,7 +135,7 @@ def _activation_layer(name: str, function: Callable, axis: int | None = None) ->
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        check_array(x)
+        x = check_array(x)
         check_floating(x)
         check_rank(x.shape, "an input of shape")
         return function(x), state

@@ -16,6 +16,8 @@ from jaxnn.core import (
     Static,
     as_shape,
     check_array,
+    check_entries,
+    check_entry_shape,
     check_floating,
     check_integer,
     check_min_ndim,
@@ -66,14 +68,18 @@ def Dense(
 
     def apply(params, state, x, *, key=None, train=False):
         del key, train
-        check_array(x)
+        x = check_array(x)
         check_floating(x)
-        w = params["w"]
+        if use_bias:
+            w, b = check_entries(params, ("w", "b"))
+            check_entry_shape(b, (w.shape[-1],), "params['b']")
+        else:
+            (w,) = check_entries(params, ("w",))
         check_trailing_shape(x, (w.shape[0],))
         dtype = compute_dtype(x.dtype, w.dtype)
         y = jnp.matmul(x.astype(dtype), w.astype(dtype))
         if use_bias:
-            y = y + expand_to(params["b"].astype(dtype), y.ndim)
+            y = y + expand_to(b.astype(dtype), y.ndim)
         return y, state
 
     return make_layer("dense", init, apply)
@@ -93,11 +99,9 @@ def Flatten() -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        check_array(x)
-        input_shape = _recorded_input_shape(state, "Flatten")
-        check_trailing_shape(x, input_shape)
-        batch_shape = x.shape[: x.ndim - len(input_shape)]
-        return x.reshape(batch_shape + (math.prod(input_shape),)), state
+        x = check_array(x)
+        batch_shape = _batch_shape(x, state, "Flatten")
+        return x.reshape(batch_shape + (math.prod(x.shape[len(batch_shape):]),)), state
 
     return make_layer("flatten", init, apply)
 
@@ -133,23 +137,22 @@ def Reshape(shape: Sequence[int]) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        check_array(x)
-        input_shape = _recorded_input_shape(state, "Reshape")
-        check_trailing_shape(x, input_shape)
-        batch_shape = x.shape[: x.ndim - len(input_shape)]
-        return x.reshape(batch_shape + target), state
+        x = check_array(x)
+        return x.reshape(_batch_shape(x, state, "Reshape") + target), state
 
     return make_layer("reshape", init, apply)
 
 
-def _recorded_input_shape(state, constructor: str) -> tuple[int, ...]:
+def _batch_shape(x, state, constructor: str) -> tuple[int, ...]:
+    """The batch axes of ``x``: those before the per-example input shape that ``init`` recorded."""
     recorded = state.get("input_shape") if isinstance(state, dict) else None
     if not isinstance(recorded, Static):
         raise LayerValueError(
             f"state lacks the input shape recorded by init; pass the state returned by "
             f"{constructor}().init (or by the model's init) to apply"
         )
-    return recorded.value
+    check_trailing_shape(x, recorded.value)
+    return x.shape[: x.ndim - len(recorded.value)]
 
 
 def Embedding(
@@ -175,11 +178,10 @@ def Embedding(
 
     def apply(params, state, x, *, key=None, train=False):
         del key, train
-        check_array(x)
+        x = check_array(x)
         check_integer(x, "input (token ids)")
-        table = params["table"]
-        if table.shape[0] != vocab_size:
-            raise LayerValueError(f"expected a table of {vocab_size} rows, got {table.shape}")
+        (table,) = check_entries(params, ("table",))
+        check_entry_shape(table, (vocab_size, features), "params['table']")
         if is_concrete(x) and x.size:
             ids = np.asarray(x)
             bad = np.argwhere((ids < 0) | (ids >= vocab_size))

@@ -46,7 +46,7 @@ def Dropout(rate: float) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params
-        check_array(x)
+        x = check_array(x)
         check_floating(x)
         if not train or rate == 0:
             return x, state

@@ -7,6 +7,7 @@ their statistics in at least float32, whatever the input dtype.
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,8 @@ from jaxnn.core import (
     LayerValueError,
     as_shape,
     check_array,
+    check_entries,
+    check_entry_shape,
     check_floating,
     check_min_ndim,
     check_trailing_shape,
@@ -27,14 +30,17 @@ from jaxnn.init import Initializer, ones, zeros
 
 
 def _check_eps(name: str, eps: float) -> None:
-    if not eps > 0:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
         raise LayerValueError(f"{name}: `eps` (={eps}) must be positive")
 
 
-def _check_input(x, features: int):
-    check_array(x)
+def _checked_input_and_params(x, params) -> tuple[jax.Array, jax.Array, jax.Array]:
+    x = check_array(x)
     check_floating(x)
-    check_trailing_shape(x, (features,))
+    scale, bias = check_entries(params, ("scale", "bias"))
+    check_entry_shape(bias, scale.shape, "params['bias']")
+    check_trailing_shape(x, scale.shape[-1:])
+    return x, scale, bias
 
 
 def _mean_and_variance(x: jax.Array, axis: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
@@ -47,6 +53,20 @@ def _mean_and_variance(x: jax.Array, axis: tuple[int, ...]) -> tuple[jax.Array, 
     mean = jnp.mean(x, axis=axis, keepdims=True)
     variance = jnp.mean(jnp.square(x - mean), axis=axis, keepdims=True)
     return mean, variance
+
+
+def _scale_and_bias(key, features: int, scale_init: Initializer, bias_init: Initializer) -> dict:
+    scale_key, bias_key = jax.random.split(key)
+    return {
+        "scale": scale_init(scale_key, (features,), jnp.float32),
+        "bias": bias_init(bias_key, (features,), jnp.float32),
+    }
+
+
+def _normalize(x, mean, variance, eps: float, scale, bias) -> jax.Array:
+    """``(x - mean) / sqrt(variance + eps) * scale + bias``, with per-feature ``scale`` and ``bias``."""
+    normalized = (x - mean) * jax.lax.rsqrt(variance + eps)
+    return normalized * expand_to(scale.astype(x.dtype), x.ndim) + expand_to(bias.astype(x.dtype), x.ndim)
 
 
 def BatchNorm(
@@ -93,7 +113,7 @@ def BatchNorm(
         y, state = layer.apply(params, state, images, train=True)   # images: (N, 32, 32, 16)
         y, _ = layer.apply(params, state, images)                    # eval: running statistics
     """
-    if not 0 <= momentum <= 1:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
         raise LayerValueError(f"BatchNorm: `momentum` (={momentum}) must be in [0, 1]")
     _check_eps("BatchNorm", eps)
 
@@ -101,11 +121,7 @@ def BatchNorm(
         shape = as_shape(input_shape)
         check_min_ndim(shape, 1, "(..., features)")
         features = shape[-1]
-        scale_key, bias_key = jax.random.split(key)
-        params = {
-            "scale": scale_init(scale_key, (features,), jnp.float32),
-            "bias": bias_init(bias_key, (features,), jnp.float32),
-        }
+        params = _scale_and_bias(key, features, scale_init, bias_init)
         state = {
             "mean": jnp.zeros((features,), jnp.float32),
             "var": jnp.ones((features,), jnp.float32),
@@ -114,8 +130,10 @@ def BatchNorm(
 
     def apply(params, state, x, *, key=None, train=False):
         del key
-        scale, bias = params["scale"], params["bias"]
-        _check_input(x, scale.shape[-1])
+        x, scale, bias = _checked_input_and_params(x, params)
+        running = check_entries(state, ("mean", "var"), "state")
+        for name, value in zip(("mean", "var"), running):
+            check_entry_shape(value, scale.shape, f"state['{name}']")
         dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
         features = x.astype(dtype)
         if train:
@@ -127,18 +145,17 @@ def BatchNorm(
             batch_mean, batch_variance = _mean_and_variance(features, tuple(range(x.ndim - 1)))
             mean, variance = batch_mean, batch_variance
             unbiased = batch_variance.reshape(-1) * (count / (count - 1))
-            running_mean, running_var = state["mean"], state["var"]
+            running_mean, running_var = running
             new_state = {
                 "mean": (momentum * running_mean
                          + (1 - momentum) * batch_mean.reshape(-1).astype(running_mean.dtype)),
                 "var": momentum * running_var + (1 - momentum) * unbiased.astype(running_var.dtype),
             }
         else:
-            mean = expand_to(state["mean"].astype(dtype), x.ndim)
-            variance = expand_to(state["var"].astype(dtype), x.ndim)
+            mean = expand_to(running[0].astype(dtype), x.ndim)
+            variance = expand_to(running[1].astype(dtype), x.ndim)
             new_state = state
-        normalized = (features - mean) * jax.lax.rsqrt(variance + eps)
-        y = normalized * expand_to(scale.astype(dtype), x.ndim) + expand_to(bias.astype(dtype), x.ndim)
+        y = _normalize(features, mean, variance, eps, scale, bias)
         return y.astype(x.dtype), new_state
 
     return make_layer("batchnorm", init, apply)
@@ -171,22 +188,16 @@ def LayerNorm(
         shape = as_shape(input_shape)
         check_min_ndim(shape, 1, "(..., features)")
         features = shape[-1]
-        scale_key, bias_key = jax.random.split(key)
-        params = {
-            "scale": scale_init(scale_key, (features,), jnp.float32),
-            "bias": bias_init(bias_key, (features,), jnp.float32),
-        }
+        params = _scale_and_bias(key, features, scale_init, bias_init)
         return shape, params, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del key, train
-        scale, bias = params["scale"], params["bias"]
-        _check_input(x, scale.shape[-1])
+        x, scale, bias = _checked_input_and_params(x, params)
         dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
         features = x.astype(dtype)
         mean, variance = _mean_and_variance(features, (-1,))
-        normalized = (features - mean) * jax.lax.rsqrt(variance + eps)
-        y = normalized * expand_to(scale.astype(dtype), x.ndim) + expand_to(bias.astype(dtype), x.ndim)
+        y = _normalize(features, mean, variance, eps, scale, bias)
         return y.astype(x.dtype), state
 
     return make_layer("layernorm", init, apply)

@@ -174,3 +174,26 @@ def test_embedding_bad_inputs():
         Embedding(5, 2).apply(params, state, jnp.zeros(3))
     with pytest.raises(ValueError, match=r"Embedding: `vocab_size` \(=0\)"):
         Embedding(0, 2)
+
+
+def test_params_that_do_not_fit_the_layer_are_named():
+    x = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match=r"^dense: params has no 'b'; expected \['w', 'b'\], got \['w'\]"):
+        Dense(2).apply({"w": jnp.ones((3, 2))}, {}, x)
+    with pytest.raises(ValueError, match=r"^dense: params\['b'\] has shape \(5,\), expected \(2,\)"):
+        Dense(2).apply({"w": jnp.ones((3, 2)), "b": jnp.ones(5)}, {}, x)
+    with pytest.raises(TypeError, match="^dense: expected params to be a dict"):
+        Dense(2).apply([jnp.ones((3, 2))], {}, x)
+    with pytest.raises(ValueError, match=r"^embedding: params\['table'\] has shape \(3, 2\), expected \(5, 2\)"):
+        Embedding(5, 2).apply({"table": jnp.ones((3, 2))}, {}, jnp.array([0]))
+
+
+def test_numpy_float64_input_is_computed_in_the_canonical_dtype_without_warnings():
+    import warnings
+
+    layer = Dense(2)
+    _, params, state = layer.init(jax.random.key(0), (3,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, _ = layer.apply(params, state, np.ones((4, 3), np.float64))
+    assert y.dtype == jax.dtypes.canonicalize_dtype(np.float64)

@@ -422,3 +422,33 @@ def test_layernorm_bf16_and_errors():
     assert str(error.value) == "layernorm: expected last axis 64, got 32"
     with pytest.raises(LayerTypeError, match="layernorm.*int32"):
         layer.apply(params, state, jnp.ones((2, 64), jnp.int32))
+
+
+@pytest.mark.parametrize("momentum", ["0.9", None, True])
+def test_batchnorm_rejects_non_numeric_momentum(momentum):
+    with pytest.raises(ValueError, match=r"^BatchNorm: `momentum` \(="):
+        BatchNorm(momentum=momentum)
+
+
+def test_batchnorm_state_that_does_not_fit_is_named():
+    layer = BatchNorm()
+    _, params, state = layer.init(jax.random.key(0), (3,))
+    x = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match=r"^batchnorm: state has no 'mean', 'var'"):
+        layer.apply(params, {}, x, train=True)
+    with pytest.raises(ValueError, match=r"^batchnorm: state\['var'\] has shape \(4,\), expected \(3,\)"):
+        layer.apply(params, {"mean": state["mean"], "var": jnp.ones(4)}, x)
+    with pytest.raises(ValueError, match=r"^layernorm: params has no 'bias'"):
+        LayerNorm().apply({"scale": jnp.ones(3)}, {}, x)
+
+
+def test_numpy_float64_input_gives_the_canonical_dtype_without_warnings():
+    import warnings
+
+    model_input = np.random.default_rng(0).normal(size=(5, 3))
+    for layer in (BatchNorm(), LayerNorm()):
+        _, params, state = layer.init(jax.random.key(0), (3,))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y, _ = layer.apply(params, state, model_input, train=True)
+        assert y.dtype == jax.dtypes.canonicalize_dtype(np.float64)
