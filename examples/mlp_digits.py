@@ -36,14 +36,15 @@ def load_digits_split(seed: int, test_fraction: float = 0.2):
     return features[train], labels[train], features[test], labels[test]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> float:
+    """Trains the MLP and returns its test accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     x_train, y_train, x_test, y_test = load_digits_split(args.seed)
     model = jaxnn.Sequential([jaxnn.Dense(128), jaxnn.Relu(), jaxnn.Dense(128), jaxnn.Relu(), jaxnn.Dense(10)])
@@ -78,8 +79,9 @@ def main() -> None:
         if epoch % 10 == 0 or epoch == args.epochs:
             accuracy = jaxnn.metrics.accuracy(predict(params, x_test), y_test)
             print(f"epoch {epoch:3d}  train loss {float(loss):.4f}  test accuracy {float(accuracy):.4f}")
-    print(f"test accuracy: {float(jaxnn.metrics.accuracy(predict(params, x_test), y_test)):.4f} "
-          f"({time.perf_counter() - start:.1f} s)")
+    accuracy = float(jaxnn.metrics.accuracy(predict(params, x_test), y_test))
+    print(f"test accuracy: {accuracy:.4f} ({time.perf_counter() - start:.1f} s)")
+    return accuracy
 
 
 if __name__ == "__main__":

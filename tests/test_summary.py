@@ -49,3 +49,12 @@ def test_summary_rejects_non_layers():
         summary(lambda x: x, (3,))
     with pytest.raises(ValueError, match="input_shape"):
         summary(Dense(3), (-1,))
+
+
+def test_batchnorm_state_is_counted_apart_from_params():
+    from jaxnn.layers.normalization import BatchNorm
+
+    table = summary(Sequential([Dense(8), BatchNorm()]), (4,))
+    # Dense: 4*8 + 8 = 40 params; BatchNorm: scale and bias 16 params, mean and var 16 state values.
+    assert "total params: 56 (224 B)" in table
+    assert "non-trainable state: 16 (64 B)" in table
