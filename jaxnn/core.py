@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import math
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence as SequenceType
 
@@ -71,7 +72,7 @@ class LayerTypeError(_PathError, TypeError):
 
 @contextlib.contextmanager
 def child_scope(name: str) -> Iterator[None]:
-    """Runs a child layer so that its errors, and what ``summary`` records, carry its name."""
+    """Runs a child layer so that its errors carry its name, prefixed to the path."""
     token = _path.set(_path.get() + (name,))
     try:
         yield
@@ -86,7 +87,8 @@ def child_scope(name: str) -> Iterator[None]:
 # while Python traces a model, so they cost nothing in compiled code.
 _path: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("jaxnn_path", default=())
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("jaxnn_depth", default=0)
-# Set by ``jaxnn.summary`` to a list that collects one row per leaf layer during ``init``.
+# Set by ``jaxnn.summary`` to a list that collects one row per leaf layer during ``init``
+# (see ``init_child``).
 _recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar(
     "jaxnn_recorder", default=None
 )
@@ -95,15 +97,17 @@ _recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar(
 def make_layer(name: str, init: Callable, apply: Callable) -> Layer:
     """Builds a :class:`Layer`, adding the behaviour every built-in layer shares.
 
-    When the layer is called on its own (not inside a combinator), errors are prefixed with its
-    ``name``; inside a combinator the combinator supplies the path instead. During
-    :func:`jaxnn.summary` each leaf layer records its output shape and parameters.
+    Called by the user (not from inside a combinator), the layer first checks ``key`` and
+    ``train``, and prefixes the errors raised inside it with its ``name``; inside a combinator the
+    combinator supplies the path instead.
     """
 
-    def _scoped(function: Callable, *args, **kwargs):
+    def _scoped(function: Callable, check: Callable, *args, **kwargs):
         depth = _depth.get()
         token = _depth.set(depth + 1)
         try:
+            if depth == 0:
+                check()
             return function(*args, **kwargs)
         except _PathError as error:
             if depth == 0 and not error.path:
@@ -114,18 +118,40 @@ def make_layer(name: str, init: Callable, apply: Callable) -> Layer:
 
     @functools.wraps(init)
     def scoped_init(key, input_shape):
-        recorder = _recorder.get()
-        rows_before = len(recorder) if recorder is not None else 0
-        output_shape, params, state = _scoped(init, key, input_shape)
-        if recorder is not None and len(recorder) == rows_before:
-            recorder.append((_path.get(), name, tuple(output_shape), params, state))
-        return output_shape, params, state
+        return _scoped(init, lambda: _check_key(key, "init", required=True), key, input_shape)
 
     @functools.wraps(apply)
     def scoped_apply(params, state, x, *, key=None, train=False):
-        return _scoped(apply, params, state, x, key=key, train=train)
+        def check():
+            _check_train(train)
+            _check_key(key, "apply", required=False)
+
+        return _scoped(apply, check, params, state, x, key=key, train=train)
 
     return Layer(name, scoped_init, scoped_apply)
+
+
+def _check_key(key: Any, method: str, *, required: bool) -> None:
+    if key is None:
+        if required:
+            raise LayerTypeError(f"{method} needs a PRNG key: {method}(jax.random.key(0), input_shape)")
+        return
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed_key = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    raw_key = dtype == jnp.uint32 and shape == (2,)
+    if not (typed_key or raw_key):
+        got = f"an array of shape {shape} and dtype {dtype}" if dtype is not None else repr(key)
+        raise LayerTypeError(
+            f"key must be a single PRNG key such as jax.random.key(0), got {got}"
+        )
+
+
+def _check_train(train: Any) -> None:
+    if isinstance(train, (bool, np.bool_)):
+        return
+    hint = ("; under jax.jit mark it static: jax.jit(model.apply, static_argnames='train')"
+            if isinstance(train, jax.core.Tracer) else "")
+    raise LayerTypeError(f"train must be a Python bool, got {type(train).__name__}{hint}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,15 +182,20 @@ def check_min_ndim(input_shape: Shape, ndim: int, expected: str) -> None:
         raise LayerValueError(f"expected an input of shape {expected}, got input_shape {input_shape}")
 
 
-def check_array(x: Any) -> jax.Array:
-    """Returns ``x`` as a JAX array; raises a ``TypeError`` unless it is an array or a traced value.
+def check_array(x: Any, what: str = "input") -> jax.Array:
+    """Returns ``x`` as a JAX array; raises a ``TypeError`` unless it is a numeric array.
 
     NumPy inputs become JAX arrays of the canonical dtype (float64 becomes float32 unless x64 is
     on), so layers compute and return the dtype JAX would.
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise LayerTypeError(f"expected an array input, got {type(x).__name__}")
-    return jnp.asarray(x)
+        raise LayerTypeError(f"expected an array {what}, got {type(x).__name__}")
+    if isinstance(x, jax.core.Tracer):
+        return x
+    try:
+        return jnp.asarray(x)
+    except (TypeError, ValueError):
+        raise LayerTypeError(f"expected a numeric array {what}, got dtype {x.dtype}") from None
 
 
 def check_entries(tree: Any, names: SequenceType[str], what: str = "params") -> list:
@@ -180,10 +211,23 @@ def check_entries(tree: Any, names: SequenceType[str], what: str = "params") -> 
     return [tree[name] for name in names]
 
 
-def check_entry_shape(value: Any, expected: SequenceType[int], name: str) -> None:
-    """Raises unless the parameter or state entry ``name`` has shape ``expected``."""
-    if tuple(value.shape) != tuple(expected):
-        raise LayerValueError(f"{name} has shape {tuple(value.shape)}, expected {tuple(expected)}")
+def check_entry(value: Any, name: str, expected: SequenceType[int | str]) -> jax.Array:
+    """Checks a floating-point parameter or state entry against an expected shape.
+
+    ``expected`` holds ints, which must match, and names such as ``"in"``, which match any size
+    (the caller checks those against the input). Returns the entry as a JAX array.
+    """
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise LayerTypeError(f"{name} must be an array, got {type(value).__name__}")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise LayerTypeError(f"{name} must be floating-point, got dtype {value.dtype}")
+    shape = tuple(value.shape)
+    if len(shape) != len(expected) or any(
+        isinstance(size, int) and size != actual for size, actual in zip(expected, shape)
+    ):
+        shown = "(" + ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "") + ")"
+        raise LayerValueError(f"{name} has shape {shape}, expected {shown}")
+    return value if isinstance(value, jax.core.Tracer) else jnp.asarray(value)
 
 
 def check_trailing_shape(x: jax.Array, expected: SequenceType[int], what: str = "input") -> None:
@@ -214,9 +258,65 @@ def check_integer(x: jax.Array, what: str = "input") -> None:
         raise LayerTypeError(f"expected an integer {what}, got dtype {x.dtype}")
 
 
+def check_initializer(initializer: Any, argument: str, constructor: str) -> None:
+    """Raises unless ``initializer`` can be called as ``init(key, shape, dtype)``.
+
+    Catches the common slip of passing a factory uncalled (``w_init=jaxnn.init.he_normal``).
+    """
+    if not callable(initializer):
+        raise LayerTypeError(
+            f"{constructor}: `{argument}` must be an initializer init(key, shape, dtype), "
+            f"got {initializer!r}"
+        )
+    try:
+        inspect.signature(initializer).bind(None, (), None)
+    except TypeError:
+        label = getattr(initializer, "__name__", repr(initializer))
+        raise LayerTypeError(
+            f"{constructor}: `{argument}` must be an initializer init(key, shape, dtype); {label} takes "
+            f"other arguments. If it is a factory, call it: {argument}=jaxnn.init.{label}()"
+        ) from None
+    except ValueError:  # builtins without a signature: trust them
+        pass
+
+
+def check_param_dtype(param_dtype: Any, constructor: str) -> jnp.dtype:
+    """Returns ``param_dtype`` as a dtype, raising unless it is a floating-point dtype."""
+    try:
+        dtype = jnp.dtype(param_dtype)
+    except TypeError:
+        raise LayerTypeError(f"{constructor}: `param_dtype` must be a dtype, got {param_dtype!r}") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise LayerTypeError(f"{constructor}: `param_dtype` must be floating-point, got {dtype}")
+    return dtype
+
+
+def check_bool(value: Any, argument: str, constructor: str) -> bool:
+    """Returns ``value`` if it is a bool, else raises a ``TypeError`` naming the argument."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise LayerTypeError(f"{constructor}: `{argument}` must be True or False, got {value!r}")
+    return bool(value)
+
+
 def is_concrete(x: Any) -> bool:
     """True when ``x`` holds values now (not a tracer inside ``jit``/``grad``/``vmap``)."""
     return not isinstance(x, jax.core.Tracer)
+
+
+def first_out_of_range(values: Any, low: float, high: float, *, closed: bool = False):
+    """On concrete arrays, ``(index, value)`` of the first entry outside ``[low, high)``, else None.
+
+    With ``closed=True`` the interval is ``[low, high]``. NaN counts as outside. Tracers (inside
+    ``jit``/``vmap``/``grad``) hold no values, so they are never reported.
+    """
+    if not is_concrete(values):
+        return None
+    values = np.asarray(values)
+    inside = (values >= low) & ((values <= high) if closed else (values < high))
+    if inside.all():
+        return None
+    index = tuple(int(i) for i in np.argwhere(~inside)[0])
+    return index, values[index].item()
 
 
 def compute_dtype(*dtypes) -> jnp.dtype:
@@ -273,9 +373,26 @@ class Static:
 # Combinators.
 
 
+def init_child(child_name: str, layer: Layer, key: jax.Array, input_shape: Shape):
+    """Initializes a combinator's child under its name.
+
+    Errors carry the child's name, and during :func:`jaxnn.summary` a child that recorded no rows
+    of its own (a leaf, or a layer whose insides are not combinators) records one.
+    """
+    recorder = _recorder.get()
+    rows_before = len(recorder) if recorder is not None else 0
+    with child_scope(child_name):
+        output_shape, params, state = layer.init(key, input_shape)
+        if recorder is not None and len(recorder) == rows_before:
+            recorder.append((_path.get(), layer.name, tuple(output_shape), params, state))
+    return output_shape, params, state
+
+
 def _named_children(layers) -> list[tuple[str, Layer]]:
     if isinstance(layers, Layer):
         raise LayerTypeError("expected a list or dict of layers, got a single Layer; wrap it: [layer]")
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, (Mapping, SequenceType)):
+        raise LayerTypeError(f"expected a list or dict of layers, got {type(layers).__name__}")
     if isinstance(layers, Mapping):
         children = list(layers.items())
         for child_name, _ in children:
@@ -315,8 +432,7 @@ def Sequential(layers: SequenceType[Layer] | Mapping[str, Layer]) -> Layer:
         shape = as_shape(input_shape)
         params, state = {}, {}
         for (child_name, layer), child_key in zip(children, jax.random.split(key, len(children))):
-            with child_scope(child_name):
-                shape, params[child_name], state[child_name] = layer.init(child_key, shape)
+            shape, params[child_name], state[child_name] = init_child(child_name, layer, child_key, shape)
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False):
@@ -369,15 +485,16 @@ def Concat(layers: SequenceType[Layer] | Mapping[str, Layer], axis: int = -1) ->
     named as in :func:`Sequential`.
     """
     children = _named_children(layers)
-    if not isinstance(axis, int) or axis >= 0:
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise LayerTypeError(f"Concat: `axis` must be a negative int, got {axis!r}")
+    if axis >= 0:
         raise LayerValueError(f"Concat takes a negative axis, counted from the end of each output, got {axis}")
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
         output_shapes, params, state = [], {}, {}
         for (child_name, layer), child_key in zip(children, jax.random.split(key, len(children))):
-            with child_scope(child_name):
-                output_shape, params[child_name], state[child_name] = layer.init(child_key, shape)
+            output_shape, params[child_name], state[child_name] = init_child(child_name, layer, child_key, shape)
             output_shapes.append(tuple(output_shape))
         first_name, first = children[0][0], output_shapes[0]
         if len(first) < -axis:
@@ -417,7 +534,7 @@ def _check_children_present(what: str, tree: Any, children) -> None:
     if missing:
         raise LayerValueError(
             f"{what} has no entry for {', '.join(missing)}; it has {sorted(tree)}. "
-            "Were these params made by the same model's init?"
+            f"Were these {what} made by the same model's init?"
         )
 
 

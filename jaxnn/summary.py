@@ -19,9 +19,11 @@ def summary(model: Layer, input_shape) -> str:
     """Returns a table of each leaf layer's path, kind, output shape, parameter count and bytes.
 
     Shapes are found with ``jax.eval_shape``, so no parameters are allocated and no data is
-    needed. Every parameter belongs to exactly one leaf layer, so the column sums equal the
-    totals (which are computed once from the whole model's params, not from the rows).
-    Non-trainable ``state`` (BatchNorm's running statistics) is counted separately.
+    needed. The rows are the children of combinators that are not combinators themselves (a
+    model that is a single layer is one row). Totals are computed once from the whole model's
+    params; parameters that no row accounts for (a custom combinator's own) get a row of their
+    own, so the column always adds up to the total. Non-trainable ``state`` (BatchNorm's running
+    statistics) is counted separately.
 
     Example::
 
@@ -43,10 +45,18 @@ def summary(model: Layer, input_shape) -> str:
         return params, state
 
     params, state = jax.eval_shape(shapes_only, jax.random.key(0))
+    if not rows:
+        rows.append(((), model.name, found["output_shape"], params, state))
+    total_count, total_size = count_parameters(params)
     table = [("path", "layer", "output shape", "params", "bytes")]
+    row_count = row_size = 0
     for path, name, output_shape, layer_params, _ in rows:
         count, size = count_parameters(layer_params)
+        row_count, row_size = row_count + count, row_size + size
         table.append(("/".join(path) or name, name, str(output_shape), f"{count:,}", _format_bytes(size)))
+    if row_count != total_count:
+        table.append(("(not in a leaf)", "", "", f"{total_count - row_count:,}",
+                      _format_bytes(total_size - row_size)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
 
     def line(row):
@@ -54,7 +64,6 @@ def summary(model: Layer, input_shape) -> str:
                          for i, (cell, width) in enumerate(zip(row, widths)))
 
     rule = "-" * len(line(table[0]))
-    total_count, total_size = count_parameters(params)
     state_count, state_size = count_parameters(state)
     lines = [f"input shape: {input_shape}", rule, line(table[0]), rule]
     lines += [line(row) for row in table[1:]]

@@ -200,3 +200,67 @@ def test_model_composes_with_jit_grad_and_vmap():
     full = jax.jit(jax.grad(loss))(params, x)
     for got, want in zip(jax.tree_util.tree_leaves(summed), jax.tree_util.tree_leaves(full)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad_key,expected", [
+    (None, r"^sequential: init needs a PRNG key: init\(jax.random.key\(0\), input_shape\)"),
+    (0, r"^sequential: key must be a single PRNG key such as jax.random.key\(0\), got 0"),
+    (jax.random.split(jax.random.key(0), 3),
+     r"^sequential: key must be a single PRNG key .* got an array of shape \(3,\)"),
+])
+def test_init_rejects_bad_keys(bad_key, expected):
+    with pytest.raises(TypeError, match=expected):
+        Sequential([Dense(2)]).init(bad_key, (3,))
+
+
+def test_apply_rejects_bad_keys_even_in_evaluation():
+    model = Sequential([Dense(2)])
+    _, params, state = model.init(jax.random.key(0), (3,))
+    with pytest.raises(TypeError, match=r"^sequential: key must be a single PRNG key .* got 7"):
+        model.apply(params, state, jnp.ones(3), key=7)
+    legacy_key = jax.random.PRNGKey(0)  # raw uint32[2] keys are still accepted
+    y, _ = model.apply(params, state, jnp.ones(3), key=legacy_key, train=True)
+    assert y.shape == (2,)
+
+
+def test_train_must_be_a_python_bool_with_a_hint_under_jit():
+    model = Sequential([Dense(2)])
+    _, params, state = model.init(jax.random.key(0), (3,))
+    with pytest.raises(TypeError, match=r"^sequential: train must be a Python bool, got str"):
+        model.apply(params, state, jnp.ones(3), train="no")
+    with pytest.raises(TypeError, match=r"train must be a Python bool.*static_argnames='train'"):
+        jax.jit(model.apply)(params, state, jnp.ones(3), train=True)
+    y, _ = jax.jit(model.apply, static_argnames="train")(params, state, jnp.ones(3), train=True)
+    assert y.shape == (2,)
+
+
+def test_params_from_a_model_of_another_width_are_rejected():
+    narrow = Sequential([Dense(4), Dense(2)])
+    wide = Sequential([Dense(8), Dense(2)])
+    _, params, state = narrow.init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match=r"^dense_0: params\['w'\] has shape \(3, 4\), expected \(in, 8\)"):
+        wide.apply(params, state, jnp.ones((5, 3)))
+
+
+def test_non_array_and_non_numeric_inputs_are_type_errors():
+    _, params, state = Dense(2).init(jax.random.key(0), (3,))
+    with pytest.raises(TypeError, match=r"^dense: params\['w'\] must be an array, got NoneType"):
+        Dense(2).apply({"w": None, "b": params["b"]}, state, jnp.ones(3))
+    with pytest.raises(TypeError, match=r"^dense: params\['w'\] must be floating-point, got dtype int32"):
+        Dense(2).apply({"w": jnp.ones((3, 2), jnp.int32), "b": params["b"]}, state, jnp.ones(3))
+    with pytest.raises(TypeError, match=r"^dense: expected a numeric array input, got dtype <U1"):
+        Dense(2).apply(params, state, np.array(["a", "b", "c"]))
+
+
+def test_combinator_arguments_are_type_checked():
+    with pytest.raises(TypeError, match="expected a list or dict of layers, got NoneType"):
+        Sequential(None)
+    with pytest.raises(TypeError, match=r"^Concat: `axis` must be a negative int, got 'a'"):
+        Concat([Dense(2)], axis="a")
+
+
+def test_state_missing_a_child_is_named_as_state():
+    model = Sequential([Dense(2)])
+    _, params, _ = model.init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match=r"state has no entry for dense_0; .* Were these state made"):
+        model.apply(params, {}, jnp.ones(3))

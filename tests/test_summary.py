@@ -32,7 +32,7 @@ def test_nested_models_are_not_double_counted():
     model = Sequential({"block": block, "heads": Concat([Dense(2), Dense(3)])})
     table = summary(model, (4,))
     counts = [int(match.replace(",", "")) for match in
-              re.findall(r"^\S+\s+dense\s+\(\d+,\)\s+([\d,]+)", table, flags=re.MULTILINE)]
+              re.findall(r"^\S+\s+(?:dense|residual)\s+\(\d+,\)\s+([\d,]+)", table, flags=re.MULTILINE)]
     # Four dense layers of 4 inputs: 20 + 20 + 10 + 15 = 65, each counted exactly once.
     assert sorted(counts) == [10, 15, 20, 20]
     assert "total params: 65 (260 B)" in table
@@ -58,3 +58,29 @@ def test_batchnorm_state_is_counted_apart_from_params():
     # Dense: 4*8 + 8 = 40 params; BatchNorm: scale and bias 16 params, mean and var 16 state values.
     assert "total params: 56 (224 B)" in table
     assert "non-trainable state: 16 (64 B)" in table
+
+
+def test_layers_not_built_with_make_layer_and_combinator_params_are_counted():
+    import jax.numpy as jnp
+
+    from jaxnn.core import Layer, init_child, make_layer
+
+    def identity_apply(params, state, x, *, key=None, train=False):
+        return x, state
+
+    def raw_init(key, input_shape):
+        return input_shape, {"scale": jnp.ones(input_shape)}, {}
+
+    table = summary(Sequential([Layer("raw", raw_init, identity_apply), Dense(2)]), (3,))
+    assert re.search(r"^raw_0\s+raw\s+\(3,\)\s+3\s", table, flags=re.MULTILINE)
+    assert "total params: 11 (44 B)" in table
+
+    def gained_init(key, input_shape):
+        # A custom combinator: one child through init_child, plus a parameter of its own.
+        output_shape, params, state = init_child("inner", Dense(2), key, input_shape)
+        return output_shape, {"inner": params, "gain": jnp.ones(())}, {"inner": state}
+
+    table = summary(Sequential([make_layer("gained", gained_init, identity_apply)]), (3,))
+    assert re.search(r"^gained_0/inner\s+dense\s+\(2,\)\s+8\s", table, flags=re.MULTILINE)
+    assert re.search(r"^\(not in a leaf\)\s+1\s+4 B$", table, flags=re.MULTILINE)
+    assert "total params: 9 (36 B)" in table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -11,27 +11,33 @@ import numpy as np
 
 from jaxnn import init as initializers
 from jaxnn.core import (
+    LayerTypeError,
     LayerValueError,
     Layer,
     Static,
     as_shape,
     check_array,
+    check_bool,
     check_entries,
-    check_entry_shape,
+    check_entry,
+    check_initializer,
+    check_param_dtype,
     check_floating,
     check_integer,
     check_min_ndim,
     check_trailing_shape,
     compute_dtype,
     expand_to,
-    is_concrete,
+    first_out_of_range,
     make_layer,
 )
 
 
 def _check_positive_int(value, argument: str, layer: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise LayerValueError(f"{layer}: `{argument}` (={value!r}) must be a positive int")
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise LayerTypeError(f"{layer}: `{argument}` must be a positive int, got {value!r}")
+    if value <= 0:
+        raise LayerValueError(f"{layer}: `{argument}` (={value}) must be a positive int")
     return int(value)
 
 
@@ -56,6 +62,10 @@ def Dense(
         promoted dtype of the two.
     """
     features = _check_positive_int(features, "features", "Dense")
+    use_bias = check_bool(use_bias, "use_bias", "Dense")
+    check_initializer(w_init, "w_init", "Dense")
+    check_initializer(b_init, "b_init", "Dense")
+    param_dtype = check_param_dtype(param_dtype, "Dense")
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
@@ -70,11 +80,10 @@ def Dense(
         del key, train
         x = check_array(x)
         check_floating(x)
+        w, *maybe_b = check_entries(params, ("w", "b") if use_bias else ("w",))
+        w = check_entry(w, "params['w']", ("in", features))
         if use_bias:
-            w, b = check_entries(params, ("w", "b"))
-            check_entry_shape(b, (w.shape[-1],), "params['b']")
-        else:
-            (w,) = check_entries(params, ("w",))
+            b = check_entry(maybe_b[0], "params['b']", (features,))
         check_trailing_shape(x, (w.shape[0],))
         dtype = compute_dtype(x.dtype, w.dtype)
         y = jnp.matmul(x.astype(dtype), w.astype(dtype))
@@ -88,8 +97,9 @@ def Dense(
 def Flatten() -> Layer:
     """Flattens the per-example axes into one: ``(*batch, d1, d2, ...) -> (*batch, d1*d2*...)``.
 
-    Batch axes are kept whatever their number; the per-example rank is taken from ``init`` and
-    kept in ``state`` as a static value (no arrays).
+    Batch axes are kept whatever their number: ``init`` records the per-example shape in
+    ``state`` as a static value (no arrays). Given a state without it (``{}`` built by hand),
+    ``apply`` keeps the first axis alone, as PyTorch's ``nn.Flatten()`` (``start_dim=1``).
     """
 
     def init(key, input_shape):
@@ -100,7 +110,7 @@ def Flatten() -> Layer:
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
         x = check_array(x)
-        batch_shape = _batch_shape(x, state, "Flatten")
+        batch_shape = _batch_shape(x, state)
         return x.reshape(batch_shape + (math.prod(x.shape[len(batch_shape):]),)), state
 
     return make_layer("flatten", init, apply)
@@ -110,47 +120,54 @@ def Reshape(shape: Sequence[int]) -> Layer:
     """Reshapes each example to ``shape``: ``(*batch, *input_shape) -> (*batch, *shape)``.
 
     One entry of ``shape`` may be ``-1`` and is then inferred. The per-example input shape is
-    kept in ``state`` as a static value, as in :func:`Flatten`.
+    kept in ``state`` as a static value, as in :func:`Flatten`; given a state without it, the
+    first axis alone is the batch axis (PyTorch's ``x.view(x.size(0), *shape)``).
     """
-    target = tuple(shape) if not isinstance(shape, (int, np.integer)) else (shape,)
-    if any(not isinstance(size, (int, np.integer)) or (size < 1 and size != -1) for size in target):
-        raise LayerValueError(f"Reshape: `shape` (={shape!r}) must hold positive ints and at most one -1")
-    if sum(size == -1 for size in target) > 1:
-        raise LayerValueError(f"Reshape: `shape` (={shape!r}) may hold at most one -1")
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or any(
+        not isinstance(size, (int, np.integer)) or isinstance(size, bool) for size in shape
+    ):
+        raise LayerTypeError(f"Reshape: `shape` must be a tuple of ints, got {shape!r}")
+    target = tuple(int(size) for size in shape)
+    if any(size < 1 and size != -1 for size in target) or target.count(-1) > 1:
+        raise LayerValueError(f"Reshape: `shape` (={target}) must hold positive ints and at most one -1")
+
+    def output_shape_for(input_shape):
+        size = math.prod(input_shape)
+        known = math.prod(s for s in target if s != -1)
+        resolved = tuple(size // known if s == -1 else s for s in target)
+        if math.prod(resolved) != size:
+            raise LayerValueError(f"cannot reshape {input_shape} ({size} values) to {target}")
+        return resolved
 
     def init(key, input_shape):
         del key
         input_shape = as_shape(input_shape)
-        size = math.prod(input_shape)
-        known = math.prod(s for s in target if s != -1)
-        if -1 in target:
-            if known == 0 or size % known:
-                raise LayerValueError(f"cannot reshape {input_shape} ({size} values) to {target}")
-            output_shape = tuple(size // known if s == -1 else s for s in target)
-        else:
-            output_shape = target
-        if math.prod(output_shape) != size:
-            raise LayerValueError(
-                f"cannot reshape {input_shape} ({size} values) to {target} ({math.prod(output_shape)} values)"
-            )
-        return output_shape, {}, {"input_shape": Static(input_shape)}
+        return output_shape_for(input_shape), {}, {"input_shape": Static(input_shape)}
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
         x = check_array(x)
-        return x.reshape(_batch_shape(x, state, "Reshape") + target), state
+        batch_shape = _batch_shape(x, state)
+        return x.reshape(batch_shape + output_shape_for(x.shape[len(batch_shape):])), state
 
     return make_layer("reshape", init, apply)
 
 
-def _batch_shape(x, state, constructor: str) -> tuple[int, ...]:
-    """The batch axes of ``x``: those before the per-example input shape that ``init`` recorded."""
-    recorded = state.get("input_shape") if isinstance(state, dict) else None
+def _batch_shape(x, state) -> tuple[int, ...]:
+    """The batch axes of ``x``: those before the per-example input shape that ``init`` recorded.
+
+    Without a recorded shape (a state built by hand), the first axis is the batch axis.
+    """
+    recorded = state.get("input_shape") if isinstance(state, Mapping) else None
     if not isinstance(recorded, Static):
-        raise LayerValueError(
-            f"state lacks the input shape recorded by init; pass the state returned by "
-            f"{constructor}().init (or by the model's init) to apply"
-        )
+        if x.ndim < 1:
+            raise LayerValueError(
+                "state lacks the input shape recorded by init, and without it the input needs a "
+                f"batch axis; got shape {x.shape}. Pass the state returned by init"
+            )
+        return x.shape[:1]
     check_trailing_shape(x, recorded.value)
     return x.shape[: x.ndim - len(recorded.value)]
 
@@ -171,6 +188,8 @@ def Embedding(
     """
     vocab_size = _check_positive_int(vocab_size, "vocab_size", "Embedding")
     features = _check_positive_int(features, "features", "Embedding")
+    check_initializer(table_init, "table_init", "Embedding")
+    param_dtype = check_param_dtype(param_dtype, "Embedding")
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
@@ -181,15 +200,11 @@ def Embedding(
         x = check_array(x)
         check_integer(x, "input (token ids)")
         (table,) = check_entries(params, ("table",))
-        check_entry_shape(table, (vocab_size, features), "params['table']")
-        if is_concrete(x) and x.size:
-            ids = np.asarray(x)
-            bad = np.argwhere((ids < 0) | (ids >= vocab_size))
-            if bad.size:
-                index = tuple(int(i) for i in bad[0])
-                raise LayerValueError(
-                    f"id {int(ids[index])} at index {index} is outside [0, {vocab_size})"
-                )
+        table = check_entry(table, "params['table']", (vocab_size, features))
+        outside = first_out_of_range(x, 0, vocab_size)
+        if outside is not None:
+            index, value = outside
+            raise LayerValueError(f"id {value} at index {index} is outside [0, {vocab_size})")
         return jnp.take(table, x, axis=0, mode="clip"), state
 
     return make_layer("embedding", init, apply)

@@ -14,11 +14,13 @@ import jax.numpy as jnp
 
 from jaxnn.core import (
     Layer,
+    LayerTypeError,
     LayerValueError,
     as_shape,
     check_array,
     check_entries,
-    check_entry_shape,
+    check_entry,
+    check_initializer,
     check_floating,
     check_min_ndim,
     check_trailing_shape,
@@ -29,17 +31,22 @@ from jaxnn.core import (
 from jaxnn.init import Initializer, ones, zeros
 
 
-def _check_eps(name: str, eps: float) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise LayerValueError(f"{name}: `eps` (={eps}) must be positive")
+def _check_constructor_arguments(name: str, eps: float, scale_init, bias_init) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise LayerTypeError(f"{name}: `eps` must be a positive number, got {eps!r}")
+    if not 0 < eps < math.inf:
+        raise LayerValueError(f"{name}: `eps` (={eps}) must be positive and finite")
+    check_initializer(scale_init, "scale_init", name)
+    check_initializer(bias_init, "bias_init", name)
 
 
 def _checked_input_and_params(x, params) -> tuple[jax.Array, jax.Array, jax.Array]:
     x = check_array(x)
     check_floating(x)
     scale, bias = check_entries(params, ("scale", "bias"))
-    check_entry_shape(bias, scale.shape, "params['bias']")
-    check_trailing_shape(x, scale.shape[-1:])
+    scale = check_entry(scale, "params['scale']", ("features",))
+    bias = check_entry(bias, "params['bias']", scale.shape)
+    check_trailing_shape(x, scale.shape)
     return x, scale, bias
 
 
@@ -113,9 +120,11 @@ def BatchNorm(
         y, state = layer.apply(params, state, images, train=True)   # images: (N, 32, 32, 16)
         y, _ = layer.apply(params, state, images)                    # eval: running statistics
     """
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise LayerTypeError(f"BatchNorm: `momentum` must be a number in [0, 1], got {momentum!r}")
+    if not 0 <= momentum <= 1:
         raise LayerValueError(f"BatchNorm: `momentum` (={momentum}) must be in [0, 1]")
-    _check_eps("BatchNorm", eps)
+    _check_constructor_arguments("BatchNorm", eps, scale_init, bias_init)
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
@@ -133,16 +142,16 @@ def BatchNorm(
         x, scale, bias = _checked_input_and_params(x, params)
         running = check_entries(state, ("mean", "var"), "state")
         for name, value in zip(("mean", "var"), running):
-            check_entry_shape(value, scale.shape, f"state['{name}']")
+            check_entry(value, f"state['{name}']", scale.shape)
         dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
-        features = x.astype(dtype)
+        x_compute = x.astype(dtype)
         if train:
             count = math.prod(x.shape[:-1])
             if count <= 1:
                 raise LayerValueError(
                     f"expected more than 1 value per channel when training, got input shape {x.shape}"
                 )
-            batch_mean, batch_variance = _mean_and_variance(features, tuple(range(x.ndim - 1)))
+            batch_mean, batch_variance = _mean_and_variance(x_compute, tuple(range(x.ndim - 1)))
             mean, variance = batch_mean, batch_variance
             unbiased = batch_variance.reshape(-1) * (count / (count - 1))
             running_mean, running_var = running
@@ -155,7 +164,7 @@ def BatchNorm(
             mean = expand_to(running[0].astype(dtype), x.ndim)
             variance = expand_to(running[1].astype(dtype), x.ndim)
             new_state = state
-        y = _normalize(features, mean, variance, eps, scale, bias)
+        y = _normalize(x_compute, mean, variance, eps, scale, bias)
         return y.astype(x.dtype), new_state
 
     return make_layer("batchnorm", init, apply)
@@ -182,7 +191,7 @@ def LayerNorm(
       eps: added to the variance before the square root, ``> 0``.
       scale_init, bias_init: initializers of ``scale`` and ``bias``.
     """
-    _check_eps("LayerNorm", eps)
+    _check_constructor_arguments("LayerNorm", eps, scale_init, bias_init)
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
@@ -195,9 +204,9 @@ def LayerNorm(
         del key, train
         x, scale, bias = _checked_input_and_params(x, params)
         dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
-        features = x.astype(dtype)
-        mean, variance = _mean_and_variance(features, (-1,))
-        y = _normalize(features, mean, variance, eps, scale, bias)
+        x_compute = x.astype(dtype)
+        mean, variance = _mean_and_variance(x_compute, (-1,))
+        y = _normalize(x_compute, mean, variance, eps, scale, bias)
         return y.astype(x.dtype), state
 
     return make_layer("layernorm", init, apply)

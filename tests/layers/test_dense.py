@@ -92,8 +92,11 @@ def test_dense_bad_inputs():
         Dense(2).apply(params, state, [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"dense: expected an input of shape \(\.\.\., in_features\)"):
         Dense(2).init(jax.random.key(0), ())
-    for features in (0, -3, 2.5, "8"):
-        with pytest.raises(ValueError, match=r"Dense: `features` \(="):
+    for features in (0, -3):
+        with pytest.raises(ValueError, match=r"^Dense: `features` \(=-?\d+\) must be a positive int"):
+            Dense(features)
+    for features in (2.5, "8", True, None):
+        with pytest.raises(TypeError, match=r"^Dense: `features` must be a positive int, got"):
             Dense(features)
 
 
@@ -119,8 +122,6 @@ def test_flatten_bad_inputs():
     _, params, state = Flatten().init(jax.random.key(0), (2, 3))
     with pytest.raises(ValueError, match=r"flatten: expected input of shape \(\*batch, 2, 3\), got \(4, 3, 2\)"):
         Flatten().apply(params, state, jnp.ones((4, 3, 2)))
-    with pytest.raises(ValueError, match="flatten: state lacks the input shape recorded by init"):
-        Flatten().apply(params, {}, jnp.ones((4, 2, 3)))
 
 
 @pytest.mark.parametrize("target,expected", [((3, 4), (3, 4)), ((-1, 2), (6, 2)), ((12,), (12,)),
@@ -197,3 +198,39 @@ def test_numpy_float64_input_is_computed_in_the_canonical_dtype_without_warnings
         warnings.simplefilter("error")
         y, _ = layer.apply(params, state, np.ones((4, 3), np.float64))
     assert y.dtype == jax.dtypes.canonicalize_dtype(np.float64)
+
+
+def test_constructor_arguments_are_checked_early():
+    with pytest.raises(TypeError, match=r"^Dense: `w_init` must be an initializer .*call it: "
+                                        r"w_init=jaxnn.init.glorot_uniform\(\)"):
+        Dense(3, w_init=initializers.glorot_uniform)
+    with pytest.raises(TypeError, match=r"^Dense: `b_init` must be an initializer init\(key, shape, dtype\), got 'zeros'"):
+        Dense(3, b_init="zeros")
+    with pytest.raises(TypeError, match=r"^Dense: `param_dtype` must be floating-point, got int32"):
+        Dense(3, param_dtype=jnp.int32)
+    with pytest.raises(TypeError, match=r"^Dense: `use_bias` must be True or False, got 'no'"):
+        Dense(3, use_bias="no")
+    with pytest.raises(TypeError, match=r"^Embedding: `table_init` must be an initializer"):
+        Embedding(3, 2, table_init=initializers.normal)
+    with pytest.raises(TypeError, match=r"^Reshape: `shape` must be a tuple of ints, got None"):
+        Reshape(None)
+    with pytest.raises(TypeError, match=r"^Reshape: `shape` must be a tuple of ints, got \(2, True\)"):
+        Reshape((2, True))
+
+
+def test_reshape_with_inferred_axis_handles_an_empty_batch():
+    layer = Reshape((-1, 2))
+    _, params, state = layer.init(jax.random.key(0), (6,))
+    y, _ = layer.apply(params, state, jnp.ones((0, 6)))
+    assert y.shape == (0, 3, 2)
+
+
+def test_hand_built_empty_state_treats_the_first_axis_as_the_batch():
+    # PyTorch's nn.Flatten() and x.view(x.size(0), *shape): the fallback when init's record is absent.
+    x = jnp.arange(24.0).reshape(2, 3, 4)
+    flat, _ = Flatten().apply({}, {}, x)
+    np.testing.assert_array_equal(flat, np.arange(24.0).reshape(2, 12))
+    reshaped, _ = Reshape((4, 3)).apply({}, {}, x)
+    np.testing.assert_array_equal(reshaped, np.arange(24.0).reshape(2, 4, 3))
+    with pytest.raises(ValueError, match="^flatten: state lacks the input shape recorded by init"):
+        Flatten().apply({}, {}, jnp.float32(1.0))

@@ -426,7 +426,7 @@ def test_layernorm_bf16_and_errors():
 
 @pytest.mark.parametrize("momentum", ["0.9", None, True])
 def test_batchnorm_rejects_non_numeric_momentum(momentum):
-    with pytest.raises(ValueError, match=r"^BatchNorm: `momentum` \(="):
+    with pytest.raises(TypeError, match=r"^BatchNorm: `momentum` must be a number in \[0, 1\], got"):
         BatchNorm(momentum=momentum)
 
 
@@ -452,3 +452,24 @@ def test_numpy_float64_input_gives_the_canonical_dtype_without_warnings():
             warnings.simplefilter("error")
             y, _ = layer.apply(params, state, model_input, train=True)
         assert y.dtype == jax.dtypes.canonicalize_dtype(np.float64)
+
+
+def test_norm_params_of_the_wrong_rank_or_kind_are_named():
+    x = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match=r"^layernorm: params\['scale'\] has shape \(\), expected \(features,\)"):
+        LayerNorm().apply({"scale": jnp.ones(()), "bias": jnp.zeros(())}, {}, x)
+    layer = BatchNorm()
+    _, params, state = layer.init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match=r"^batchnorm: params\['bias'\] has shape \(3, 5\), expected \(3,\)"):
+        layer.apply({"scale": params["scale"], "bias": jnp.zeros((3, 5))}, state, x)
+    with pytest.raises(TypeError, match=r"^batchnorm: state\['mean'\] must be an array, got list"):
+        layer.apply(params, {"mean": [0.0] * 3, "var": state["var"]}, x)
+
+
+def test_norm_constructor_arguments_are_type_checked():
+    with pytest.raises(TypeError, match=r"^BatchNorm: `eps` must be a positive number, got 'a'"):
+        BatchNorm(eps="a")
+    with pytest.raises(ValueError, match=r"^LayerNorm: `eps` \(=inf\) must be positive and finite"):
+        LayerNorm(eps=float("inf"))
+    with pytest.raises(TypeError, match=r"^BatchNorm: `scale_init` must be an initializer"):
+        BatchNorm(scale_init=1.0)
