@@ -7,16 +7,22 @@ a dense kernel is ``(in, out)``, a convolution kernel ``(k.., in, out)``, so tha
     fan_in  = in  * prod(k..),    fan_out = out * prod(k..).
 
 Distributions follow PyTorch's ``torch.nn.init`` (plain, not truncated, normals), so a network
-initialized here has the statistics of the same network initialized there.
+initialized here has the statistics of the same network initialized there. Random values are drawn
+in at least float32, and in the requested dtype when it is wider (float64 with x64 on), then cast.
+Settings are checked when the factory is called: a setting that is not a real number raises a
+``TypeError``, a NaN, infinite or out-of-range one a ``ValueError`` naming the factory and argument.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from numbers import Real
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+
+from jaxnn.core import compute_dtype
 
 Initializer = Callable[..., jax.Array]
 
@@ -43,8 +49,33 @@ def _check_floating(dtype, name: str) -> jnp.dtype:
     return dtype
 
 
+def _sampling_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """The dtype random values are drawn in: ``dtype`` if wider than float32, else float32.
+
+    Half-precision draws would be coarse, and float32 draws cast to float64 would leave float64
+    params with float32 resolution.
+    """
+    return compute_dtype(dtype, jnp.float32)
+
+
+def _check_setting(factory: str, argument: str, value: Any) -> float:
+    """Returns ``value`` as a float; raises unless it is a finite real number (a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(
+            f"{factory}: `{argument}` must be a real number, got {value!r} ({type(value).__name__})"
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{factory}: `{argument}` (={value}) must be finite")
+    return number
+
+
 def constant(value: float) -> Initializer:
-    """Fills the array with ``value``."""
+    """Fills the array with ``value``, a finite real number."""
+    value = _check_setting("constant", "value", value)
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -64,25 +95,30 @@ def ones() -> Initializer:
 
 
 def normal(stddev: float = 1.0, mean: float = 0.0) -> Initializer:
-    """Draws from ``N(mean, stddev^2)``."""
+    """Draws from ``N(mean, stddev^2)``; ``stddev >= 0`` and ``mean`` are finite real numbers."""
+    stddev = _check_setting("normal", "stddev", stddev)
+    mean = _check_setting("normal", "mean", mean)
     if stddev < 0:
         raise ValueError(f"normal: `stddev` (={stddev}) must not be negative")
 
     def init(key, shape, dtype=jnp.float32):
         dtype = _check_floating(dtype, "normal")
-        return (mean + stddev * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+        values = jax.random.normal(key, shape, _sampling_dtype(dtype))
+        return (mean + stddev * values).astype(dtype)
 
     return init
 
 
 def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
-    """Draws from ``U(low, high)``."""
+    """Draws from ``U(low, high)``; ``low <= high`` are finite real numbers."""
+    low = _check_setting("uniform", "low", low)
+    high = _check_setting("uniform", "high", high)
     if not low <= high:
         raise ValueError(f"uniform: `low` (={low}) must not exceed `high` (={high})")
 
     def init(key, shape, dtype=jnp.float32):
         dtype = _check_floating(dtype, "uniform")
-        return jax.random.uniform(key, shape, jnp.float32, low, high).astype(dtype)
+        return jax.random.uniform(key, shape, _sampling_dtype(dtype), low, high).astype(dtype)
 
     return init
 
@@ -92,8 +128,9 @@ def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
 
     ``distribution="normal"`` draws ``N(0, scale / n)``; ``"uniform"`` draws ``U(-a, a)`` with
     ``a = sqrt(3 * scale / n)``, which has the same variance. All the named schemes below are this
-    one function with particular settings.
+    one function with particular settings. ``scale`` is a finite, positive real number.
     """
+    scale = _check_setting("variance_scaling", "scale", scale)
     if scale <= 0:
         raise ValueError(f"variance_scaling: `scale` (={scale}) must be positive")
     if mode not in ("fan_in", "fan_out", "fan_avg"):
@@ -106,11 +143,12 @@ def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
         fan_in, fan_out = compute_fans(shape)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
         variance = scale / max(n, 1)
+        sampling_dtype = _sampling_dtype(dtype)
         if distribution == "normal":
-            values = math.sqrt(variance) * jax.random.normal(key, shape, jnp.float32)
+            values = math.sqrt(variance) * jax.random.normal(key, shape, sampling_dtype)
         else:
             limit = math.sqrt(3.0 * variance)
-            values = jax.random.uniform(key, shape, jnp.float32, -limit, limit)
+            values = jax.random.uniform(key, shape, sampling_dtype, -limit, limit)
         return values.astype(dtype)
 
     return init
@@ -158,15 +196,17 @@ def orthogonal(scale: float = 1.0) -> Initializer:
     The kernel is viewed as a matrix of ``prod(shape[:-1])`` rows and ``shape[-1]`` columns; its
     columns (or rows, if fewer) are orthonormal. It is the ``Q`` of the QR decomposition of a
     standard normal matrix, with signs fixed by ``diag(R)`` so that the distribution is uniform
-    (Haar) over orthogonal matrices.
+    (Haar) over orthogonal matrices. ``scale`` is a finite real number.
     """
+    scale = _check_setting("orthogonal", "scale", scale)
 
     def init(key, shape, dtype=jnp.float32):
         dtype = _check_floating(dtype, "orthogonal")
         if len(shape) < 2:
             raise ValueError(f"orthogonal: needs a shape of at least 2 axes, got {tuple(shape)}")
         rows, columns = math.prod(shape[:-1]), shape[-1]
-        matrix = jax.random.normal(key, (max(rows, columns), min(rows, columns)), jnp.float32)
+        matrix_shape = (max(rows, columns), min(rows, columns))
+        matrix = jax.random.normal(key, matrix_shape, _sampling_dtype(dtype))
         q, r = jnp.linalg.qr(matrix)
         q = q * jnp.sign(jnp.diagonal(r))[None, :]
         if rows < columns:

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core import compute_dtype, is_concrete
+from jaxnn.core import compute_dtype, first_out_of_range
+from jaxnn.layers.activations import log_softmax
 
 PyTree = Any
 
@@ -26,13 +27,19 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _as_array(function: str, name: str, x: Any) -> Any:
-    """Returns ``x`` if it is an array (JAX, NumPy or traced), else converts it with ``jnp.asarray``."""
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return x
-    try:
-        return jnp.asarray(x)
-    except TypeError:
-        raise TypeError(f"{function}: {name} must be an array, got {type(x).__name__}") from None
+    """Returns ``x`` if it is an array (JAX, NumPy or traced), else converts it with ``jnp.asarray``.
+
+    Raises a ``TypeError`` for what is not an array of numbers (or booleans): ``None``, ragged
+    lists, strings, objects.
+    """
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        try:
+            x = jnp.asarray(x)
+        except (TypeError, ValueError):
+            raise TypeError(f"{function}: {name} must be an array, got {type(x).__name__}") from None
+    if not (jnp.issubdtype(x.dtype, jnp.number) or jnp.issubdtype(x.dtype, jnp.bool_)):
+        raise TypeError(f"{function}: {name} must be an array of numbers, got dtype {x.dtype}")
+    return x
 
 
 def _check_reduction(function: str, reduction: Any) -> None:
@@ -99,15 +106,10 @@ def _check_in_range(function: str, what: str, values: Any, num_classes: int) -> 
 
     Tracers (inside ``jit``/``vmap``/``grad`` over ``values``) hold no values, so they are not checked.
     """
-    if not is_concrete(values):
-        return
-    values = np.asarray(values)
-    outside = (values < 0) | (values >= num_classes)
-    if outside.any():
-        index = tuple(int(i) for i in np.argwhere(outside)[0])
-        raise ValueError(
-            f"{function}: {what} {values[index]} at index {index} is outside [0, {num_classes})"
-        )
+    found = first_out_of_range(values, 0, num_classes)
+    if found is not None:
+        index, value = found
+        raise ValueError(f"{function}: {what} {value} at index {index} is outside [0, {num_classes})")
 
 
 def _float_dtype(*dtypes) -> jnp.dtype:
@@ -231,28 +233,18 @@ def binary_cross_entropy(logits: Any, targets: Any, *, reduction: str = "mean") 
             or targets.dtype == jnp.bool_):
         raise TypeError(f"{function}: targets must be probabilities in [0, 1], got dtype {targets.dtype}")
     _check_same_shape(function, "logits", logits, "targets", targets)
-    if targets.dtype != jnp.bool_ and is_concrete(targets):
-        values = np.asarray(targets)
-        outside = ~((values >= 0) & (values <= 1))
-        if outside.any():
-            index = tuple(int(i) for i in np.argwhere(outside)[0])
-            raise ValueError(
-                f"{function}: target {values[index]} at index {index} is outside [0, 1]; "
-                "targets are probabilities"
-            )
+    found = first_out_of_range(targets, 0, 1, closed=True)
+    if found is not None:
+        index, value = found
+        raise ValueError(
+            f"{function}: target {value} at index {index} is outside [0, 1]; targets are probabilities"
+        )
     dtype = _float_dtype(logits.dtype, targets.dtype)
     x, t = logits.astype(dtype), targets.astype(dtype)
     # logaddexp(x, 0) evaluates max(x, 0) + log1p(exp(-|x|)) but differentiates as sigmoid(x);
     # writing that sum out gets the gradient at x = 0 wrong, as d|x|/dx there is 1 in JAX.
     loss = jnp.logaddexp(x, jnp.zeros((), dtype)) - x * t
     return _reduce(loss, reduction)
-
-
-def _log_softmax(logits: jax.Array) -> jax.Array:
-    # The max only shifts for stability; the result does not depend on it, so no gradient flows
-    # through it (and none is wasted on the argmax's tie-breaking).
-    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
 
 def cross_entropy(
@@ -309,7 +301,7 @@ def cross_entropy(
     integer_labels = _check_class_targets(function, logits, labels)
 
     dtype = _float_dtype(logits.dtype) if integer_labels else _float_dtype(logits.dtype, labels.dtype)
-    log_probs = _log_softmax(logits.astype(dtype))
+    log_probs = log_softmax(logits.astype(dtype), axis=-1)
     num_classes = logits.shape[-1]
     if integer_labels:
         picked = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
@@ -329,10 +321,10 @@ def cross_entropy(
 # Weight penalties.
 
 
-def _masked_leaves(function: str, params: PyTree, mask: Any) -> list:
-    leaves, structure = jax.tree_util.tree_flatten(params)
+def _mask_flags(function: str, params: PyTree, structure: Any, mask: Any) -> list:
+    """One Python bool per leaf of ``params``: whether the penalty counts it."""
     if mask is None:
-        return leaves
+        return [True] * structure.num_leaves
     if callable(mask):
         mask = mask(params)
     mask_leaves, mask_structure = jax.tree_util.tree_flatten(mask)
@@ -344,58 +336,88 @@ def _masked_leaves(function: str, params: PyTree, mask: Any) -> list:
     for flag in mask_leaves:
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{function}: mask leaves must be Python bools, got {flag!r}")
-    return [leaf for leaf, flag in zip(leaves, mask_leaves) if flag]
+    return [bool(flag) for flag in mask_leaves]
 
 
-def _penalty(function: str, params: PyTree, mask: Any, term: Callable) -> jax.Array:
-    leaves = [_as_array(function, "params leaf", leaf) for leaf in _masked_leaves(function, params, mask)]
-    for leaf in leaves:
+def _penalty(function: str, params: PyTree, mask: Any, reduction: Any, term: Callable) -> PyTree:
+    _check_reduction(function, reduction)
+    leaves, structure = jax.tree_util.tree_flatten(params)
+    flags = _mask_flags(function, params, structure, mask)
+    counted = [_as_array(function, "params leaf", leaf) for leaf, flag in zip(leaves, flags) if flag]
+    for leaf in counted:
         _check_real(function, "params leaves", leaf)
-    dtype = _float_dtype(*[leaf.dtype for leaf in leaves])
+    dtype = _float_dtype(*[leaf.dtype for leaf in counted])
+    terms = [term(leaf.astype(dtype)) for leaf in counted]
+    if reduction == "none":
+        counted_terms = iter(terms)
+        all_terms = [
+            next(counted_terms) if flag else jnp.zeros(jnp.shape(leaf), dtype)
+            for leaf, flag in zip(leaves, flags)
+        ]
+        return jax.tree_util.tree_unflatten(structure, all_terms)
     total = jnp.zeros((), dtype)
-    for leaf in leaves:
-        total = total + jnp.sum(term(leaf.astype(dtype)))
+    for leaf_terms in terms:
+        total = total + jnp.sum(leaf_terms)
+    count = sum(leaf_terms.size for leaf_terms in terms)
+    if reduction == "mean" and count:
+        return total / count
     return total
 
 
-def l1_penalty(params: PyTree, mask: Any = None) -> jax.Array:
+def l1_penalty(params: PyTree, mask: Any = None, *, reduction: str = "sum") -> PyTree:
     r"""L1 penalty over the array leaves of a parameter pytree.
 
-    .. math:: \Omega(w) = \sum_{\text{leaves}} \sum_i |w_i|
+    With :math:`w_1, \dots, w_N` the scalars of the leaves that count,
+
+    .. math:: \Omega_{\text{sum}}(w) = \sum_{i=1}^{N} |w_i|, \qquad
+              \Omega_{\text{mean}}(w) = \frac{1}{N} \sum_{i=1}^{N} |w_i|
+
+    and ``reduction="none"`` gives the terms :math:`|w_i|` themselves. :math:`|w|` is
+    differentiated as :math:`\operatorname{sign}(w)`, 0 at :math:`w = 0` as in PyTorch.
 
     Args:
       params: a pytree of arrays (nested dicts, as ``init`` returns).
       mask: which leaves count. ``None`` (all), a pytree of Python bools with the structure of
         ``params`` (True = include), or a callable ``params -> such a pytree`` (optax's
         convention). A mask of another structure raises a ``ValueError``.
+      reduction: ``"sum"`` (the default), ``"mean"`` or ``"none"``.
 
     Returns:
-      A scalar, float32 or wider; 0 when no leaf counts.
+      A scalar, float32 or wider; 0 when no leaf counts (for ``"mean"`` too). For ``"none"``, a
+      pytree of the structure of ``params`` holding the terms, leaves that do not count as zeros
+      of their shape.
 
     Example::
 
         loss = cross_entropy(logits, labels) + 1e-4 * l1_penalty(params)
     """
-    return _penalty("l1_penalty", params, mask, _abs_with_zero_subgradient)
+    return _penalty("l1_penalty", params, mask, reduction, _abs_with_zero_subgradient)
 
 
-def l2_penalty(params: PyTree, mask: Any = None) -> jax.Array:
+def l2_penalty(params: PyTree, mask: Any = None, *, reduction: str = "sum") -> PyTree:
     r"""Half the squared L2 norm of the array leaves of a parameter pytree.
 
-    .. math:: \Omega(w) = \tfrac{1}{2} \sum_{\text{leaves}} \sum_i w_i^2
+    With :math:`w_1, \dots, w_N` the scalars of the leaves that count,
 
-    The :math:`\tfrac12` makes :math:`\nabla_w \Omega = w`, so adding ``coef * l2_penalty(params)``
-    to a loss is exactly SGD weight decay ``coef`` (PyTorch's ``weight_decay``, optax's
-    ``add_decayed_weights``).
+    .. math:: \Omega_{\text{sum}}(w) = \tfrac{1}{2} \sum_{i=1}^{N} w_i^2, \qquad
+              \Omega_{\text{mean}}(w) = \frac{1}{2N} \sum_{i=1}^{N} w_i^2
+
+    and ``reduction="none"`` gives the terms :math:`\tfrac12 w_i^2` themselves. The :math:`\tfrac12`
+    makes :math:`\nabla_w \Omega_{\text{sum}} = w`, so adding ``coef * l2_penalty(params)`` to a
+    loss is exactly SGD weight decay ``coef`` (PyTorch's ``weight_decay``, optax's
+    ``add_decayed_weights``); with ``"mean"`` the decay is ``coef / N``.
 
     Args:
       params: a pytree of arrays.
       mask: ``None``, a pytree of Python bools with the structure of ``params`` (True = include),
         or a callable ``params -> such a pytree``. A mask of another structure raises a
         ``ValueError``.
+      reduction: ``"sum"`` (the default), ``"mean"`` or ``"none"``.
 
     Returns:
-      A scalar, float32 or wider; 0 when no leaf counts.
+      A scalar, float32 or wider; 0 when no leaf counts (for ``"mean"`` too). For ``"none"``, a
+      pytree of the structure of ``params`` holding the terms, leaves that do not count as zeros
+      of their shape.
 
     Example::
 
@@ -403,4 +425,4 @@ def l2_penalty(params: PyTree, mask: Any = None) -> jax.Array:
             lambda path, _: path[-1].key != "b", params)
         loss = cross_entropy(logits, labels) + 5e-4 * l2_penalty(params, mask=no_biases)
     """
-    return _penalty("l2_penalty", params, mask, lambda w: 0.5 * jnp.square(w))
+    return _penalty("l2_penalty", params, mask, reduction, lambda w: 0.5 * jnp.square(w))

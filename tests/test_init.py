@@ -375,3 +375,55 @@ def test_orthogonal_under_jit_stays_orthogonal():
 def test_bad_settings_raise_value_error_naming_the_argument(make, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         make()
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: init.constant("0.5"), TypeError, "constant: `value` must be a real number, got '0.5' (str)"),
+        (lambda: init.constant(True), TypeError, "constant: `value` must be a real number, got True (bool)"),
+        (lambda: init.constant(float("nan")), ValueError, "constant: `value` (=nan) must be finite"),
+        (lambda: init.constant(-float("inf")), ValueError, "constant: `value` (=-inf) must be finite"),
+        (lambda: init.constant(10**400), ValueError, f"constant: `value` (={10**400}) must be finite"),
+        (lambda: init.normal(None), TypeError, "normal: `stddev` must be a real number, got None (NoneType)"),
+        (lambda: init.normal(float("nan")), ValueError, "normal: `stddev` (=nan) must be finite"),
+        (lambda: init.normal(0.1, float("inf")), ValueError, "normal: `mean` (=inf) must be finite"),
+        (lambda: init.normal(0.1, [0.0]), TypeError, "normal: `mean` must be a real number, got [0.0] (list)"),
+        (lambda: init.uniform(False, 1.0), TypeError, "uniform: `low` must be a real number, got False (bool)"),
+        (lambda: init.uniform(0.0, "1"), TypeError, "uniform: `high` must be a real number, got '1' (str)"),
+        (lambda: init.uniform(0.0, float("inf")), ValueError, "uniform: `high` (=inf) must be finite"),
+        (lambda: init.uniform(float("nan"), 1.0), ValueError, "uniform: `low` (=nan) must be finite"),
+        (lambda: init.variance_scaling("2", "fan_in", "normal"), TypeError,
+         "variance_scaling: `scale` must be a real number, got '2' (str)"),
+        (lambda: init.variance_scaling(float("nan"), "fan_in", "normal"), ValueError,
+         "variance_scaling: `scale` (=nan) must be finite"),
+        (lambda: init.variance_scaling(float("inf"), "fan_in", "uniform"), ValueError,
+         "variance_scaling: `scale` (=inf) must be finite"),
+        (lambda: init.orthogonal(None), TypeError, "orthogonal: `scale` must be a real number, got None (NoneType)"),
+        (lambda: init.orthogonal(float("nan")), ValueError, "orthogonal: `scale` (=nan) must be finite"),
+        (lambda: init.orthogonal(True), TypeError, "orthogonal: `scale` must be a real number, got True (bool)"),
+    ],
+)
+def test_settings_that_are_not_finite_real_numbers_raise_at_construction(make, error, message):
+    with pytest.raises(error) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_numpy_and_integer_settings_are_accepted():
+    values = init.normal(np.float64(0.5), np.float32(2.0))(jax.random.key(0), DENSE_SHAPE)
+    assert values.dtype == jnp.float32
+    _assert_moments(np.asarray(values, np.float64), 2.0, 0.25, "normal")
+    values = init.uniform(np.int64(-1), 1)(jax.random.key(1), DENSE_SHAPE)
+    assert values.dtype == jnp.float32 and -1.0 <= float(values.min()) and float(values.max()) <= 1.0
+    np.testing.assert_array_equal(init.constant(np.float64(0.25))(None, (2,)), [0.25, 0.25])
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_float64_values_have_float64_resolution(name):
+    with jax.enable_x64(True):
+        values = ALL[name](jax.random.key(0), SHAPE, jnp.float64)
+        assert values.dtype == jnp.float64
+        values = np.asarray(values)
+    # Draws made in float32 and cast up would all be float32 numbers; float64 draws almost never are.
+    assert np.mean(values != values.astype(np.float32)) > 0.99

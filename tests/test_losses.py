@@ -328,6 +328,47 @@ def test_l2_penalty_gradient_is_weight_decay():
 def test_penalties_under_jit():
     params = params_tree()
     assert float(jax.jit(l2_penalty)(params)) == pytest.approx(22.25)
+    mean = jax.jit(lambda p: l1_penalty(p, reduction="mean"))(params)
+    assert float(mean) == pytest.approx(17.0 / 9)
+
+
+def test_penalty_mean_divides_by_the_number_of_counted_scalars():
+    params = params_tree()
+    # 9 scalars in all; the weights alone are 4 + 2 = 6 (sums as in the tests above).
+    assert float(l1_penalty(params, reduction="mean")) == pytest.approx(17.0 / 9)
+    assert float(l2_penalty(params, reduction="mean")) == pytest.approx(22.25 / 9)
+    weights = {"dense_0": {"w": True, "b": False}, "dense_1": {"w": True, "b": False}}
+    assert float(l1_penalty(params, weights, reduction="mean")) == pytest.approx(13.0 / 6)
+    assert float(l2_penalty(params, weights, reduction="mean")) == pytest.approx(17.5 / 6)
+    assert float(l2_penalty(params, reduction="sum")) == pytest.approx(22.25)
+    nothing = jax.tree_util.tree_map(lambda _: False, params)
+    assert float(l1_penalty(params, nothing, reduction="mean")) == 0.0
+    assert float(l2_penalty({}, reduction="mean")) == 0.0
+    # The gradient of the mean of w^2 / 2 is w / N.
+    grads = jax.grad(lambda p: l2_penalty(p, reduction="mean"))(params)
+    np.testing.assert_allclose(grads["dense_1"]["w"], np.array([[-1.0], [2.0]]) / 9, rtol=1e-6)
+
+
+def test_penalty_none_gives_the_terms_in_the_params_structure():
+    params = {
+        "w": jnp.array([[1.0, -2.0], [0.0, 3.0]]),
+        "step": jnp.array(7, jnp.int32),  # not a parameter to penalize, and not floating-point
+        "b": jnp.array([-0.5]),
+    }
+    mask = {"w": True, "step": False, "b": True}
+    l1_terms = l1_penalty(params, mask, reduction="none")
+    l2_terms = l2_penalty(params, mask, reduction="none")
+    for terms in (l1_terms, l2_terms):
+        assert jax.tree_util.tree_structure(terms) == jax.tree_util.tree_structure(params)
+        assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(terms))
+        np.testing.assert_array_equal(terms["step"], np.zeros((), np.float32))
+    np.testing.assert_array_equal(l1_terms["w"], [[1.0, 2.0], [0.0, 3.0]])
+    np.testing.assert_array_equal(l1_terms["b"], [0.5])
+    np.testing.assert_array_equal(l2_terms["w"], [[0.5, 2.0], [0.0, 4.5]])
+    np.testing.assert_array_equal(l2_terms["b"], [0.125])
+    unmasked = l2_penalty(params_tree(), reduction="none")
+    np.testing.assert_array_equal(unmasked["dense_1"]["b"], [4.5])
+    np.testing.assert_array_equal(unmasked["dense_0"]["w"], [[0.5, 2.0], [4.5, 8.0]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,6 +417,22 @@ BAD_INPUTS = {
                                    ["l1_penalty", "mask", "structure"]),
     "l1 mask not bool": (lambda: l1_penalty({"w": jnp.ones(2)}, mask={"w": jnp.ones(2)}), TypeError,
                          ["l1_penalty", "mask", "bool"]),
+    "l1 reduction": (lambda: l1_penalty(params_tree(), reduction="avg"), ValueError,
+                     ["l1_penalty", "'mean'", "'sum'", "'none'", "'avg'"]),
+    "l2 reduction": (lambda: l2_penalty(params_tree(), reduction=None), ValueError, ["l2_penalty", "reduction", "None"]),
+    "mse None": (lambda: mse(None, jnp.zeros(2)), TypeError, ["mse: predictions must be an array, got NoneType"]),
+    "mae ragged targets": (lambda: mae(jnp.zeros(2), [[1.0], [1.0, 2.0]]), TypeError,
+                           ["mae: targets must be an array, got list"]),
+    "ce None labels": (lambda: cross_entropy(jnp.zeros((2, 3)), None), TypeError,
+                       ["cross_entropy: labels must be an array, got NoneType"]),
+    "mse string array": (lambda: mse(np.array(["1.0", "2.0"]), jnp.zeros(2)), TypeError,
+                         ["mse: predictions must be an array of numbers, got dtype <U3"]),
+    "bce object targets": (lambda: binary_cross_entropy(jnp.zeros(2), np.array([0.5, None], dtype=object)), TypeError,
+                           ["binary_cross_entropy: targets must be an array of numbers, got dtype object"]),
+    "l2 string leaf": (lambda: l2_penalty({"w": np.array(["a"])}), TypeError,
+                       ["l2_penalty: params leaf must be an array of numbers, got dtype <U1"]),
+    "bce NaN target": (lambda: binary_cross_entropy(jnp.zeros(3), jnp.array([0.5, 1.0, np.nan])), ValueError,
+                       ["binary_cross_entropy: target nan at index (2,) is outside [0, 1]; targets are probabilities"]),
 }
 
 

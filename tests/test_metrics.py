@@ -141,6 +141,14 @@ BAD_INPUTS = {
                               ["confusion_matrix", "num_classes", "0"]),
     "confusion bool predictions": (lambda: confusion_matrix(jnp.array([True]), jnp.array([0]), 2), TypeError,
                                    ["confusion_matrix", "predictions", "bool"]),
+    "accuracy None logits": (lambda: accuracy(None, jnp.array([0])), TypeError,
+                             ["accuracy: logits must be an array, got NoneType"]),
+    "top_k ragged labels": (lambda: top_k_accuracy(jnp.zeros((2, 3)), [[0], [1, 2]], k=1), TypeError,
+                            ["top_k_accuracy: labels must be an array, got list"]),
+    "confusion string labels": (lambda: confusion_matrix(jnp.array([0]), np.array(["0"]), 2), TypeError,
+                                ["confusion_matrix: labels must be an array of numbers, got dtype <U1"]),
+    "confusion uint8 label range": (lambda: confusion_matrix(jnp.array([0, 1]), np.array([1, 200], np.uint8), 3),
+                                    ValueError, ["confusion_matrix: label 200 at index (1,) is outside [0, 3)"]),
 }
 
 

@@ -1,7 +1,9 @@
 """Activation functions, as plain functions (``relu(x)``) and as layers (``Relu()``).
 
 The formulas are PyTorch's. Each function stays finite, with finite gradients, for inputs as large
-as ``|x| = 1000`` in float32.
+as ``|x| = 1000`` in float32. The functions take integer and boolean inputs too: :func:`relu` keeps
+their dtype, every other function computes in JAX's default float dtype (float32, or float64 with
+x64 on). The layers accept floating-point inputs only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jaxnn.core import (
     as_shape,
     check_array,
     check_floating,
+    compute_dtype,
     make_layer,
 )
 
@@ -28,21 +31,37 @@ from jaxnn.core import (
 # Functions.
 
 
-def relu(x: jax.Array) -> jax.Array:
-    """Rectified linear unit: ``relu(x) = max(0, x)``, with gradient 0 at ``x = 0`` (as PyTorch)."""
+def _as_float(x) -> jax.Array:
+    """``x`` as an array, integer and boolean inputs converted to the default float dtype.
+
+    Computing in the input's integer dtype would round ``leaky_relu``'s slope to 0, and ``lax``'s
+    functions reject integers outright.
+    """
     x = jnp.asarray(x)
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    if jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_):
+        return x.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
+    return x
+
+
+def relu(x: jax.Array) -> jax.Array:
+    """Rectified linear unit: ``relu(x) = max(0, x)``, with gradient 0 at ``x = 0`` (as PyTorch).
+
+    Exact in any dtype, so integer and boolean inputs keep their dtype.
+    """
+    x = jnp.asarray(x)
+    zeros = jnp.zeros_like(x)
+    return jnp.where(x > zeros, x, zeros)
 
 
 def sigmoid(x: jax.Array) -> jax.Array:
     """Logistic sigmoid: ``sigmoid(x) = 1 / (1 + exp(-x))``."""
     # lax.logistic is accurate in both tails, where 1 / (1 + exp(-x)) overflows or rounds to 1.
-    return lax.logistic(jnp.asarray(x))
+    return lax.logistic(_as_float(x))
 
 
 def tanh(x: jax.Array) -> jax.Array:
     """Hyperbolic tangent: ``tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x))``."""
-    return jnp.tanh(jnp.asarray(x))
+    return jnp.tanh(_as_float(x))
 
 
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
@@ -50,7 +69,7 @@ def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
 
     As in PyTorch, the gradient at ``x = 0`` is ``negative_slope``.
     """
-    x = jnp.asarray(x)
+    x = _as_float(x)
     return jnp.where(x > 0, x, jnp.asarray(negative_slope, x.dtype) * x)
 
 
@@ -60,7 +79,7 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     Computed as ``exp(x_i - m) / sum_j exp(x_j - m)`` with ``m = max_j x_j``, which is the same
     value without overflow.
     """
-    exponentials = jnp.exp(_shift_by_max(jnp.asarray(x), axis))
+    exponentials = jnp.exp(_shift_by_max(_as_float(x), axis))
     return exponentials / jnp.sum(exponentials, axis=axis, keepdims=True)
 
 
@@ -69,7 +88,7 @@ def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
 
     Computed as ``(x_i - m) - log(sum_j exp(x_j - m))`` with ``m = max_j x_j``.
     """
-    shifted = _shift_by_max(jnp.asarray(x), axis)
+    shifted = _shift_by_max(_as_float(x), axis)
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -85,12 +104,15 @@ def gelu(x: jax.Array, approximate: bool = False) -> jax.Array:
     ``gelu(x) = 0.5 * x * (1 + erf(x / sqrt(2)))``, or with ``approximate=True`` PyTorch's tanh form
     ``gelu(x) = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))``.
     """
-    x = jnp.asarray(x)
+    x = _as_float(x)
     # Both are evaluated through identities, 1 + erf(z) = erfc(-z) and 1 + tanh(u) = 2 sigmoid(2u),
     # that avoid cancellation for negative x, where 1 + erf or 1 + tanh is close to 0.
     if approximate:
-        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
-        return x * lax.logistic(2 * inner)
+        # In at least float32: x**3 and its derivative 3 x**2 overflow float16 from |x| of about 40
+        # and 150, and inf times the saturated sigmoid's zero derivative makes a NaN gradient.
+        wide = x.astype(compute_dtype(x.dtype, jnp.float32))
+        inner = math.sqrt(2 / math.pi) * (wide + 0.044715 * wide**3)
+        return (wide * lax.logistic(2 * inner)).astype(x.dtype)
     return 0.5 * x * lax.erfc(-x / math.sqrt(2))
 
 
@@ -99,7 +121,7 @@ def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
 
     That is ``x`` for ``x > 0`` and ``alpha * (exp(x) - 1)`` otherwise.
     """
-    x = jnp.asarray(x)
+    x = _as_float(x)
     # Zeroing the positive inputs keeps exp from overflowing in the branch that is not taken: an inf
     # there would make the gradient of jnp.where NaN even though its value is discarded.
     safe_x = jnp.where(x > 0, jnp.zeros_like(x), x)
@@ -108,7 +130,7 @@ def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
 
 def swish(x: jax.Array) -> jax.Array:
     """Swish, also called SiLU: ``swish(x) = x * sigmoid(x)``."""
-    x = jnp.asarray(x)
+    x = _as_float(x)
     return x * lax.logistic(x)
 
 

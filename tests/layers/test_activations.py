@@ -279,6 +279,69 @@ def test_log_softmax_gradient_at_extremes():
     np.testing.assert_allclose(gradient, [1.0 - 3.0, 2.0 - 0.0], atol=1e-6)
 
 
+def test_gelu_tanh_half_precision_is_finite_with_finite_gradient_at_extremes():
+    # In float16, x**3 overflows from |x| of about 40 and its derivative 3 x**2 from about 150.
+    x = jnp.array([-1000.0, -100.0, 100.0, 1000.0], jnp.float16)
+    y = gelu(x, approximate=True)
+    assert y.dtype == jnp.float16
+    np.testing.assert_array_equal(np.asarray(y, np.float32), [0.0, 0.0, 100.0, 1000.0])
+    gradient = jax.grad(lambda x: jnp.sum(gelu(x, approximate=True)))(x)
+    assert gradient.dtype == jnp.float16
+    np.testing.assert_array_equal(np.asarray(gradient, np.float32), [0.0, 0.0, 1.0, 1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# Integer and boolean inputs.
+
+FLOATING_CASES = [case for case in CASES if case != "relu"]
+INTEGER_INPUTS = {
+    "int32": np.array([[-3, 0, 2], [1, -1, 4]], np.int32),
+    "uint8": np.array([[3, 0, 2], [1, 5, 4]], np.uint8),
+    "bool": np.array([[True, False, True], [False, False, True]]),
+}
+
+
+@pytest.mark.parametrize("input_dtype", list(INTEGER_INPUTS))
+@pytest.mark.parametrize("case", FLOATING_CASES)
+def test_integer_and_bool_inputs_compute_in_the_default_float(case, input_dtype):
+    function, reference, _ = CASES[case]
+    x = INTEGER_INPUTS[input_dtype]
+    y = function(jnp.asarray(x))
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, reference(x.astype(np.float64)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "function, x, expected",
+    [
+        (sigmoid, [-2, 3], [1 / (1 + math.exp(2)), 1 / (1 + math.exp(-3))]),
+        (leaky_relu, [-200, 3], [-2.0, 3.0]),  # an integer computation rounds the slope 0.01 to 0
+        (lambda x: elu(x, alpha=2.0), [-1, 2], [2 * (math.exp(-1) - 1), 2.0]),
+        (softmax, [0, 0], [0.5, 0.5]),
+    ],
+)
+def test_integer_hand_worked_values(function, x, expected):
+    y = function(jnp.asarray(x, jnp.int32))
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("input_dtype", list(INTEGER_INPUTS))
+def test_relu_keeps_integer_and_bool_dtypes(input_dtype):
+    x = INTEGER_INPUTS[input_dtype]
+    y = relu(jnp.asarray(x))
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y, np.maximum(x, np.zeros_like(x)))
+
+
+def test_integer_inputs_follow_x64():
+    with jax.enable_x64(True):
+        x = jnp.array([-2, 3], jnp.int64)
+        assert sigmoid(x).dtype == jnp.float64
+        np.testing.assert_allclose(leaky_relu(x), [-0.02, 3.0], rtol=1e-15)
+        assert relu(x).dtype == jnp.int64
+
+
 # --------------------------------------------------------------------------------------------
 # Gradients against finite differences.
 
