@@ -190,8 +190,6 @@ def check_array(x: Any, what: str = "input") -> jax.Array:
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise LayerTypeError(f"expected an array {what}, got {type(x).__name__}")
-    if isinstance(x, jax.core.Tracer):
-        return x
     try:
         return jnp.asarray(x)
     except (TypeError, ValueError):
@@ -227,7 +225,7 @@ def check_entry(value: Any, name: str, expected: SequenceType[int | str]) -> jax
     ):
         shown = "(" + ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "") + ")"
         raise LayerValueError(f"{name} has shape {shape}, expected {shown}")
-    return value if isinstance(value, jax.core.Tracer) else jnp.asarray(value)
+    return jnp.asarray(value)
 
 
 def check_trailing_shape(x: jax.Array, expected: SequenceType[int], what: str = "input") -> None:
