@@ -1,6 +1,6 @@
 """jaxnn: neural networks for JAX built from pure functions over plain pytrees."""
 
-from jaxnn import init, losses, metrics
+from jaxnn import init, losses, metrics, optim
 from jaxnn.core import Concat, Layer, Residual, Sequential
 from jaxnn.layers import (
     BatchNorm,
@@ -54,6 +54,7 @@ __all__ = [
     "Softmax",
     "Swish",
     "Tanh",
+    "__version__",
     "elu",
     "gelu",
     "init",
@@ -61,11 +62,11 @@ __all__ = [
     "log_softmax",
     "losses",
     "metrics",
+    "optim",
     "relu",
     "sigmoid",
     "softmax",
     "summary",
     "swish",
     "tanh",
-    "__version__",
 ]

@@ -1,0 +1,202 @@
+"""Adam and AdamW: adaptive moment estimation, with decoupled weight decay for AdamW."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.core import compute_dtype
+from jaxnn.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    PyTree,
+    ScalarOrSchedule,
+    chain,
+    check_hyperparameter,
+    check_same_tree,
+    safe_increment,
+    scale_by_learning_rate,
+    zero_count,
+)
+
+
+class ScaleByAdamState(NamedTuple):
+    """Adam's step count and its first and second moment estimates."""
+
+    count: jax.Array
+    mu: PyTree
+    nu: PyTree
+
+
+class WeightDecayState(NamedTuple):
+    """Step count for a scheduled weight decay."""
+
+    count: jax.Array
+
+
+def bias_correction(moment: PyTree, decay: float, count: jax.Array) -> PyTree:
+    """Divide an exponential moving average started at 0 by ``1 - decay**count``."""
+    # The correction is computed in float32, then cast: decay**count rounds to 1 in bfloat16.
+    correction = 1.0 - decay ** count.astype(jnp.float32)
+    return jax.tree.map(lambda m: m / correction.astype(m.dtype), moment)
+
+
+def at_least_float32(x: jax.Array) -> jax.Array:
+    return x.astype(compute_dtype(x.dtype, jnp.float32))
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
+                  *, nesterov: bool = False) -> GradientTransformation:
+    r"""Rescale gradients by Adam's bias-corrected moment estimates.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2, \qquad m_0 = v_0 = 0 \\
+        \hat m_t = \frac{m_t}{1-\beta_1^t}, \qquad \hat v_t = \frac{v_t}{1-\beta_2^t}, \qquad
+        u_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}
+
+    for :math:`t = 1, 2, \dots`. With ``nesterov=True`` (NAdam, Dozat 2016) the numerator is
+    :math:`\beta_1 m_t / (1-\beta_1^{t+1}) + (1-\beta_1)\, g_t / (1-\beta_1^t)`.
+
+    The moments are stored in the parameters' dtype; the final division is done in at least
+    float32, so that low-precision parameters with zero gradients give a zero update, not NaN.
+    """
+    check_hyperparameter(b1, "b1", "scale_by_adam", high=1.0, high_open=True)
+    check_hyperparameter(b2, "b2", "scale_by_adam", high=1.0, high_open=True)
+    check_hyperparameter(eps, "eps", "scale_by_adam")
+    check_hyperparameter(eps_root, "eps_root", "scale_by_adam")
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return ScaleByAdamState(count=zero_count(), mu=zeros, nu=zeros)
+
+    def update(updates, state, params=None):
+        del params
+        check_same_tree(updates, state.mu, "gradients", "Adam moments")
+        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, updates, state.mu)
+        nu = jax.tree.map(lambda g, v: (1 - b2) * jnp.square(g) + b2 * v, updates, state.nu)
+        count = safe_increment(state.count)
+        if nesterov:
+            mu_hat = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g,
+                                  bias_correction(mu, b1, safe_increment(count)),
+                                  bias_correction(updates, b1, count))
+        else:
+            mu_hat = bias_correction(mu, b1, count)
+        nu_hat = bias_correction(nu, b2, count)
+
+        def ratio(m, v):
+            step = at_least_float32(m) / (jnp.sqrt(at_least_float32(v) + eps_root) + eps)
+            return step.astype(m.dtype)
+
+        return jax.tree.map(ratio, mu_hat, nu_hat), ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return GradientTransformation(init, update)
+
+
+def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0,
+                        mask: PyTree | Callable[[PyTree], PyTree] | None = None) -> GradientTransformation:
+    r"""Add the parameters, scaled: :math:`u_t \leftarrow u_t + \lambda\, \theta_t`.
+
+    Placed before :func:`scale_by_learning_rate` this is decoupled weight decay (AdamW); before
+    a momentum or Adam transform it is the L2 penalty's gradient (PyTorch's ``weight_decay``).
+
+    Args:
+      weight_decay: :math:`\lambda \ge 0`, a float or a schedule of the step count.
+      mask: which parameters to decay: a pytree of bools with the params' structure or a prefix
+        of it (``{"dense_0": {"w": True, "b": False}}``), or a function ``params -> such a
+        tree``. Leaves marked ``False`` pass through undecayed. ``None`` decays everything.
+    """
+    check_hyperparameter(weight_decay, "weight_decay", "add_decayed_weights", schedule_ok=True)
+
+    def init(params):
+        del params
+        return WeightDecayState(count=zero_count()) if callable(weight_decay) else EmptyState()
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("add_decayed_weights needs the parameters: call "
+                             "update(grads, opt_state, params)")
+        check_same_tree(updates, params, "gradients", "params")
+        if callable(weight_decay):
+            decay, state = weight_decay(state.count), WeightDecayState(safe_increment(state.count))
+        else:
+            decay = weight_decay
+
+        def decayed(g, p):
+            return g + jnp.asarray(decay).astype(g.dtype) * p.astype(g.dtype)
+
+        if mask is None:
+            return jax.tree.map(decayed, updates, params), state
+        mask_tree = mask(params) if callable(mask) else mask
+        try:
+            updates = jax.tree.map(
+                lambda keep, g, p: jax.tree.map(decayed, g, p) if keep else g,
+                mask_tree, updates, params)
+        except ValueError as error:
+            raise ValueError(f"add_decayed_weights: mask does not match the params' structure "
+                             f"(it must be the same tree of bools, or a prefix of it): {error}") from None
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+         eps_root: float = 0.0, nesterov: bool = False) -> GradientTransformation:
+    r"""Adam (Kingma & Ba, 2015).
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        \theta_{t} = \theta_{t-1} - \eta_{t-1}\,
+            \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon}
+
+    Defaults are optax's and PyTorch's (``torch.optim.Adam``: ``betas=(0.9, 0.999)``,
+    ``eps=1e-8``), and so are the numbers. ``nesterov=True`` gives NAdam.
+
+    Args:
+      learning_rate: a non-negative float or a schedule; step ``t`` uses ``schedule(t - 1)``.
+      b1, b2: decay rates of the first and second moments, each in ``[0, 1)``.
+      eps: added to the root of the second moment.
+      eps_root: added inside the root (useful when differentiating through the update).
+      nesterov: use Nesterov momentum (NAdam).
+
+    Returns:
+      A :class:`GradientTransformation` with state ``(ScaleByAdamState, ScaleByScheduleState)``.
+
+    Example::
+
+        optimizer = jaxnn.optim.adam(1e-3)
+    """
+    check_hyperparameter(learning_rate, "learning_rate", "adam", schedule_ok=True)
+    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate))
+
+
+def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, weight_decay: ScalarOrSchedule = 1e-4,
+          mask: Any | Callable[[PyTree], Any] | None = None,
+          nesterov: bool = False) -> GradientTransformation:
+    r"""AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
+
+    .. math::
+        \theta_{t} = \theta_{t-1} - \eta_{t-1} \left(
+            \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon} + \lambda\, \theta_{t-1}\right)
+
+    with :math:`\hat m_t, \hat v_t` as in :func:`adam`. The decay is multiplied by the learning
+    rate, as in optax and ``torch.optim.AdamW``. The default :math:`\lambda = 10^{-4}` is
+    optax's; PyTorch's is ``1e-2``, so pass ``weight_decay=1e-2`` to reproduce a PyTorch run.
+
+    Args:
+      learning_rate: a non-negative float or a schedule.
+      b1, b2, eps, eps_root, nesterov: as in :func:`adam`.
+      weight_decay: :math:`\lambda \ge 0`, a float or a schedule.
+      mask: which parameters to decay, as in :func:`add_decayed_weights` (commonly, not biases
+        or normalization scales).
+    """
+    check_hyperparameter(learning_rate, "learning_rate", "adamw", schedule_ok=True)
+    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov),
+                 add_decayed_weights(weight_decay, mask),
+                 scale_by_learning_rate(learning_rate))

@@ -1,0 +1,237 @@
+"""The optimizer interface: gradient transformations, their composition, and applying updates.
+
+A :class:`GradientTransformation` is a pair of pure functions, the same shape as optax's::
+
+    init(params) -> opt_state
+    update(grads, opt_state, params=None) -> (updates, opt_state)
+
+so a jaxnn transformation works inside ``optax.chain`` and an optax transformation works inside
+:func:`chain`. Updates are *added* to the parameters by :func:`apply_updates`; the learning rate's
+minus sign lives in :func:`scale_by_learning_rate`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.core import compute_dtype
+
+PyTree = Any
+Schedule = Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | Schedule
+
+
+class GradientTransformation(NamedTuple):
+    """An optimizer or a building block of one: ``init(params)`` and ``update(grads, state, params)``."""
+
+    init: Callable
+    update: Callable
+
+
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
+
+
+class ScaleByScheduleState(NamedTuple):
+    """Number of updates made so far, the argument of the learning-rate schedule."""
+
+    count: jax.Array
+
+
+def init_empty_state(params: PyTree) -> EmptyState:
+    del params
+    return EmptyState()
+
+
+def identity() -> GradientTransformation:
+    """Pass updates through unchanged."""
+    return GradientTransformation(init_empty_state, lambda updates, state, params=None: (updates, state))
+
+
+def zero_count() -> jax.Array:
+    return jnp.zeros((), jnp.int32)
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """``count + 1``, saturating at the int32 maximum instead of wrapping to negative."""
+    limit = jnp.iinfo(jnp.int32).max
+    return jnp.where(count < limit, count + 1, limit).astype(jnp.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Composition and application.
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply ``transforms`` one after another; the state is the tuple of their states.
+
+    Each transformation receives the updates the previous one returned. Any object with
+    ``init``/``update`` of the right signature composes, optax's transformations included.
+
+    Example::
+
+        optimizer = chain(clip_by_global_norm(1.0), scale_by_adam(), scale_by_learning_rate(1e-3))
+    """
+    for position, transform in enumerate(transforms):
+        if not (callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))):
+            raise TypeError(f"chain: argument {position} is {type(transform).__name__}, not a gradient "
+                            "transformation (an object with init and update); did you pass an "
+                            "optimizer factory without calling it, e.g. `adam` instead of `adam(1e-3)`?")
+
+    def init(params):
+        return tuple(transform.init(params) for transform in transforms)
+
+    def update(updates, state, params=None):
+        if not isinstance(state, tuple) or len(state) != len(transforms):
+            got = f"a tuple of {len(state)}" if isinstance(state, tuple) else type(state).__name__
+            raise ValueError(f"chain of {len(transforms)} transformations got {got} as its state; "
+                             "pass the state that this optimizer's init returned")
+        new_states = []
+        for transform, inner_state in zip(transforms, state):
+            updates, inner_state = transform.update(updates, inner_state, params)
+            new_states.append(inner_state)
+        return updates, tuple(new_states)
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    """Return ``params + updates`` leaf by leaf, keeping each parameter's dtype.
+
+    The dtype is kept so that, say, a bfloat16 parameter stays bfloat16 even when its update was
+    computed in float32.
+    """
+    check_same_tree(updates, params, "updates", "params")
+
+    def add(p, u):
+        p, u = jnp.asarray(p), jnp.asarray(u)
+        wide = compute_dtype(p.dtype, u.dtype)
+        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
+
+    return jax.tree.map(add, params, updates)
+
+
+def global_norm(tree: PyTree) -> jax.Array:
+    """The Euclidean norm of all leaves together: ``sqrt(sum_i ||t_i||^2)``."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
+
+
+# --------------------------------------------------------------------------------------------
+# Checks, run once at construction or at trace time, never per step on the device.
+
+
+def check_same_tree(tree: PyTree, reference: PyTree, name: str, reference_name: str) -> None:
+    """Raise a ValueError naming the first path where ``tree`` and ``reference`` differ.
+
+    Both structure and leaf shapes are compared, so gradients of one model fed to the optimizer
+    state of another are caught before XLA sees them.
+    """
+    leaves, structure = jax.tree_util.tree_flatten_with_path(tree)
+    reference_leaves, reference_structure = jax.tree_util.tree_flatten_with_path(reference)
+    if structure != reference_structure:
+        paths = {jax.tree_util.keystr(path) for path, _ in leaves}
+        reference_paths = {jax.tree_util.keystr(path) for path, _ in reference_leaves}
+        missing = sorted(reference_paths - paths)
+        extra = sorted(paths - reference_paths)
+        detail = []
+        if missing:
+            detail.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        if extra:
+            detail.append(f"unexpected {', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
+        if not detail:
+            detail.append(f"structure {structure} differs from {reference_structure}")
+        raise ValueError(f"{name} do not match the {reference_name} the optimizer was "
+                         f"initialized with: {'; '.join(detail)}")
+    for (path, leaf), (_, reference_leaf) in zip(leaves, reference_leaves):
+        shape, reference_shape = jnp.shape(leaf), jnp.shape(reference_leaf)
+        if shape != reference_shape:
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)} has shape {shape}, but the "
+                             f"{reference_name} entry has shape {reference_shape}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 0.0,
+                         high: float = math.inf, high_open: bool = False,
+                         schedule_ok: bool = False) -> None:
+    """Check a hyperparameter given as a number: in ``[low, high]`` (or ``[low, high)``).
+
+    Arrays are accepted unchecked when they are traced, so optimizers can be built inside
+    ``jit`` or ``vmap`` over their hyperparameters.
+    """
+    if schedule_ok and callable(value):
+        return
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, (jax.Array,)) or hasattr(value, "__array__"):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"{optimizer}: {name} must be a scalar, got shape {jnp.shape(value)}")
+        value = float(value)
+    if not _is_number(value):
+        kinds = "a number or a schedule (a function of the step count)" if schedule_ok else "a number"
+        raise TypeError(f"{optimizer}: {name} must be {kinds}, got {type(value).__name__}")
+    upper = ")" if high_open else "]"
+    if not (low <= value <= high) or (high_open and value == high) or math.isnan(value):
+        raise ValueError(f"{optimizer}: {name} must be in [{low}, {high}{upper}, got {value}")
+
+
+def check_transformation(value: Any, name: str, where: str) -> None:
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(f"{where}: {name} must be a gradient transformation (with init and "
+                        f"update), got {type(value).__name__}")
+
+
+def value_at(hyperparameter: ScalarOrSchedule, count: jax.Array):
+    """A hyperparameter's value at step ``count``: the number itself, or ``schedule(count)``."""
+    return hyperparameter(count) if callable(hyperparameter) else hyperparameter
+
+
+# --------------------------------------------------------------------------------------------
+# Scaling.
+
+
+def scale(step_size: float) -> GradientTransformation:
+    """Multiply updates by a constant: ``u <- step_size * u``."""
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda g: step_size * g, updates), state
+
+    return GradientTransformation(init_empty_state, update)
+
+
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
+    r"""Multiply updates by the learning rate at the current step, negated for descent.
+
+    .. math:: u_t \leftarrow -\eta(t)\, u_t, \qquad t = 0, 1, 2, \dots
+
+    The step count starts at 0 and is read *before* it is incremented, so the first update uses
+    ``schedule(0)``. The count is kept (int32) even for a constant rate, so every optimizer's
+    state records how many steps it has taken.
+    """
+    check_hyperparameter(learning_rate, "learning_rate", "scale_by_learning_rate", schedule_ok=True)
+    sign = -1.0 if flip_sign else 1.0
+
+    def init(params):
+        del params
+        return ScaleByScheduleState(count=zero_count())
+
+    def update(updates, state, params=None):
+        if params is not None:
+            check_same_tree(updates, params, "gradients", "params")
+        if callable(learning_rate):
+            rate = sign * jnp.asarray(learning_rate(state.count))
+            updates = jax.tree.map(lambda g: rate.astype(g.dtype) * g, updates)
+        else:
+            updates = jax.tree.map(lambda g: (sign * learning_rate) * g, updates)
+        return updates, ScaleByScheduleState(count=safe_increment(state.count))
+
+    return GradientTransformation(init, update)
