@@ -70,8 +70,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     check_hyperparameter(eps_root, "eps_root", "scale_by_adam")
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return ScaleByAdamState(count=zero_count(), mu=zeros, nu=zeros)
+        # Two separate trees: buffers shared between mu and nu could not both be donated.
+        return ScaleByAdamState(count=zero_count(), mu=jax.tree.map(jnp.zeros_like, params),
+                                nu=jax.tree.map(jnp.zeros_like, params))
 
     def update(updates, state, params=None):
         del params

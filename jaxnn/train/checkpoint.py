@@ -1,0 +1,494 @@
+"""Checkpoints: a whole train state plus JSON metadata in one pickle-free ``.npz`` file.
+
+A checkpoint is a zip archive that NumPy reads with ``np.load(path, allow_pickle=False)``: one
+``.npy`` entry per leaf, named after the leaf's pytree path (``params/dense_0/w.npy``), and a
+``metadata.json`` entry. Nothing in it is ever unpickled, so loading a file cannot run code.
+Files are written atomically: a crash during a save leaves the previous checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+import zipfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxnn
+
+FORMAT = "jaxnn.checkpoint"
+FORMAT_VERSION = 1
+METADATA_ENTRY = "metadata.json"
+# The one top-level metadata key that jaxnn writes; every other key belongs to the user.
+RESERVED_KEY = "jaxnn"
+
+# Fixed zip timestamps make the bytes of a checkpoint a function of its contents alone.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_PICKLE_PROTOCOL_MARK = b"\x80"
+_MAX_LISTED = 12
+
+
+def save_checkpoint(path: str | os.PathLike, train_state: Any, metadata: Mapping | None = None) -> None:
+    """Writes ``train_state`` (any pytree of arrays) and JSON ``metadata`` to one ``.npz`` file.
+
+    The file is written to a temporary file in the same directory, flushed and ``fsync``-ed, then
+    renamed over ``path`` (and the directory ``fsync``-ed where the system allows), so ``path``
+    always holds either the previous checkpoint or the new one, whole. A save that fails removes
+    its temporary file and re-raises. Missing parent directories are created.
+
+    Layout of the archive:
+
+    - ``<leaf path>.npy`` for each leaf, the path being ``jax.tree_util.keystr(path, simple=True,
+      separator="/")``: ``params/dense_0/w``, ``opt_state/0/mu/dense_0/w``, ``step``, ``key``.
+    - Typed PRNG keys are stored as their ``jax.random.key_data`` (uint32) with the
+      implementation's name in the metadata. Dtypes the ``.npy`` format cannot describe
+      (``bfloat16``, float8 and the other ``ml_dtypes``) are stored as an unsigned integer view of
+      the same width, their dtype name recorded in the metadata.
+    - ``metadata.json``: the user's ``metadata`` at the top level, plus the key ``"jaxnn"``
+      holding ``format``, ``format_version``, ``versions`` (jaxnn, jax, numpy) and ``leaves``, a
+      table of ``{"path", "shape", "dtype"}`` (with ``"stored_as"`` and ``"key_impl"`` where
+      they apply).
+
+    Args:
+      path: the file to write; used exactly as given (``.npz`` is the customary suffix).
+      train_state: a :class:`~jaxnn.train.state.TrainState` or any pytree whose leaves are arrays
+        (JAX or NumPy, typed PRNG keys included) or Python scalars. Leaves must be fully
+        addressable from this process.
+      metadata: a JSON-serializable mapping, such as ``{"model": "mlp 784-128-10", "epoch": 3,
+        "metrics": {"val_loss": 0.31}}``. NumPy and JAX scalars and arrays are converted to
+        numbers and lists. The key ``"jaxnn"`` is reserved.
+
+    Raises:
+      TypeError: a leaf is not a numeric array, or ``metadata`` is not JSON-serializable.
+      ValueError: two leaves map to the same name (a dict key containing ``/``), or ``metadata``
+        uses the reserved key.
+
+    Example::
+
+        save_checkpoint("runs/mlp/ckpt.npz", train_state, {"epoch": epoch, "val_loss": val_loss})
+    """
+    path = os.fspath(path)
+    # Everything that can fail on bad input is done before a temporary file exists.
+    arrays, table = _flatten_for_saving(train_state)
+    metadata_bytes = _encode_metadata(metadata, table)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    # O_EXCL: never write into a file someone else created; mode 0o666 lets the umask decide
+    # the permissions, as for any ordinary new file.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            _write_archive(file, arrays, metadata_bytes)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
+    """Reads a checkpoint written by :func:`save_checkpoint` into the structure of ``template``.
+
+    ``template`` gives the tree structure and, for each leaf, the expected shape and dtype and the
+    type to restore: a freshly made :class:`~jaxnn.train.state.TrainState` (from
+    ``create_train_state``), any pytree of the same structure, or the output of
+    ``jax.eval_shape`` (``jax.ShapeDtypeStruct`` leaves). JAX array leaves come back as JAX arrays
+    on the template leaf's sharding, typed PRNG keys as typed keys, NumPy leaves as NumPy arrays
+    and Python scalars as Python scalars, bit for bit equal to what was saved.
+
+    The file is read with ``np.load(..., allow_pickle=False)``: pickles and object arrays are
+    refused, never unpickled.
+
+    Args:
+      path: a file written by :func:`save_checkpoint`.
+      template: a pytree with the structure, shapes and dtypes of the saved one.
+
+    Returns:
+      ``(train_state, metadata)``: the restored tree and the metadata dict, as
+      :func:`read_metadata` returns it.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file is not a checkpoint (not a zip archive, truncated, corrupt, a pickle,
+        holding object arrays), its format version is unknown, or it does not match
+        ``template``; the message lists the leaf paths missing from the file, those not in the
+        template, and each shape or dtype that differs.
+
+    Example::
+
+        template = create_train_state(model, optimizer, jax.random.key(0), (784,))
+        train_state, metadata = restore_checkpoint("runs/mlp/ckpt.npz", template)
+    """
+    path = os.fspath(path)
+    expected = _template_table(template)
+    leaves = []
+    with _open_archive(path) as archive:
+        metadata = _read_metadata(path, archive)
+        table = metadata[RESERVED_KEY]["leaves"]
+        _check_entries_listed(path, archive, table)
+        saved = {entry["path"]: entry for entry in table}
+        _check_against_template(path, saved, expected)
+        # Leaves are matched by name, so a file written with its leaves in another order (a dict
+        # built in another order) still restores into the template's structure.
+        for name, (_, like, _) in expected.items():
+            stored = _read_entry(path, archive, saved[name])
+            leaves.append(_restore_leaf(path, stored, saved[name], like))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves), metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Returns a checkpoint's JSON metadata without reading its arrays.
+
+    The dict holds the user's metadata at the top level and, under ``"jaxnn"``, ``format``,
+    ``format_version``, ``versions`` and the ``leaves`` table (path, shape, dtype of each leaf).
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file is not a checkpoint, or its metadata is missing or unreadable.
+
+    Example::
+
+        read_metadata("runs/mlp/ckpt.npz")["epoch"]
+    """
+    path = os.fspath(path)
+    with _open_archive(path) as archive:
+        return _read_metadata(path, archive)
+
+
+# --------------------------------------------------------------------------------------------
+# Saving.
+
+
+def _leaf_name(key_path) -> str:
+    return jax.tree_util.keystr(key_path, simple=True, separator="/")
+
+
+def _is_key(dtype) -> bool:
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _npy_native(dtype: np.dtype) -> bool:
+    # The .npy header describes a dtype by its ``str``; ml_dtypes such as bfloat16 have the
+    # descriptor of an anonymous void ("<V2") and would load back as raw bytes.
+    return dtype.kind in "biufc" and np.dtype(dtype.str) == dtype
+
+
+def _is_ml_dtype(dtype: np.dtype) -> bool:
+    return dtype.kind == "V" and dtype.names is None and dtype.type.__module__.startswith("ml_dtypes")
+
+
+def _as_host_array(name: str, leaf: Any) -> np.ndarray:
+    if isinstance(leaf, (bool, int, float, complex, np.generic, np.ndarray, jax.Array)):
+        return np.asarray(leaf)
+    raise TypeError(
+        f"checkpoint leaf {name!r} is a {type(leaf).__name__}; checkpoints hold arrays and numbers only"
+    )
+
+
+def _flatten_for_saving(tree: Any) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+    arrays, table, seen = [], [], {}
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = _leaf_name(key_path)
+        if name in seen:
+            raise ValueError(
+                f"two leaves are both named {name!r} in the checkpoint ({seen[name]} and "
+                f"{jax.tree_util.keystr(key_path)}); rename the dict keys that contain '/'"
+            )
+        seen[name] = jax.tree_util.keystr(key_path)
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and _is_key(dtype):
+            array = np.asarray(jax.random.key_data(leaf))
+            entry = {"path": name, "shape": list(leaf.shape), "dtype": str(dtype),
+                     "stored_as": str(array.dtype), "key_impl": str(jax.random.key_impl(leaf))}
+        else:
+            array = _as_host_array(name, leaf)
+            entry = {"path": name, "shape": list(array.shape), "dtype": array.dtype.name}
+            if not _npy_native(array.dtype):
+                if not _is_ml_dtype(array.dtype):
+                    raise TypeError(
+                        f"checkpoint leaf {name!r} has dtype {array.dtype}; checkpoints hold "
+                        "boolean, integer, floating-point and complex arrays"
+                    )
+                array = array.view(np.dtype(f"uint{8 * array.dtype.itemsize}"))
+                entry["stored_as"] = array.dtype.name
+        arrays.append((name, array))
+        table.append(entry)
+    return arrays, table
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)) and not _is_key(value.dtype):
+        array = np.asarray(value)
+        if _is_ml_dtype(array.dtype):
+            array = array.astype(np.float64)
+        # tolist turns a 0-d array into a Python number, and NumPy scalars inside into numbers.
+        return array.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _encode_metadata(metadata: Mapping | None, table: list[dict]) -> bytes:
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict (or None), got {type(metadata).__name__}")
+    if RESERVED_KEY in metadata:
+        raise ValueError(f"metadata key {RESERVED_KEY!r} is reserved for the checkpoint's own description")
+    document = dict(metadata)
+    document[RESERVED_KEY] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": {"jaxnn": jaxnn.__version__, "jax": jax.__version__, "numpy": np.__version__},
+        "leaves": table,
+    }
+    try:
+        text = json.dumps(document, default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"metadata must be JSON-serializable (numbers, strings, lists, dicts): {error}"
+        ) from None
+    return text.encode("utf-8")
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _write_archive(file, arrays: list[tuple[str, np.ndarray]], metadata_bytes: bytes) -> None:
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        archive.writestr(_zip_info(METADATA_ENTRY), metadata_bytes)
+        for name, array in arrays:
+            # force_zip64 as in np.savez: the entry's size is not known before it is written.
+            with archive.open(_zip_info(f"{name}.npy"), "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes the rename itself durable. Windows cannot open a directory, and some filesystems
+    # refuse to fsync one; the file's own fsync has already made its contents durable.
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# --------------------------------------------------------------------------------------------
+# Restoring.
+
+
+def _describe_start(head: bytes) -> str:
+    if not head:
+        return "it is empty"
+    if head.startswith(_NPY_MAGIC):
+        return "it is a single .npy array"
+    if head.startswith(_PICKLE_PROTOCOL_MARK):
+        return "it looks like a pickle, which is never loaded because unpickling can run code"
+    return f"it starts with {head[:8]!r}"
+
+
+@contextlib.contextmanager
+def _open_archive(path: str) -> Iterator[Any]:
+    """Opens ``path`` as an npz archive, after checking that it is a zip file at all.
+
+    The check comes first so that a pickle, or anything else, is refused by its first bytes and
+    never handed to a loader.
+    """
+    with open(path, "rb") as file:
+        head = file.read(8)
+        if not head.startswith(_ZIP_MAGICS):
+            raise ValueError(f"{path} is not a jaxnn checkpoint (.npz zip archive): {_describe_start(head)}")
+        file.seek(0)
+        try:
+            archive = np.load(file, allow_pickle=False)
+        except Exception as error:
+            raise _corrupt(path, error) from error
+        with archive:
+            yield archive
+
+
+def _corrupt(path: str, error: Exception, entry: str | None = None) -> ValueError:
+    where = f" (entry {entry!r})" if entry else ""
+    # NumPy refuses object arrays when allow_pickle=False; say why, since the file is not damaged.
+    cause = ("it holds pickled Python objects, which are never loaded because unpickling can run code"
+             if "allow_pickle" in str(error) else "it may be truncated or corrupt")
+    return ValueError(
+        f"{path} is not a readable jaxnn checkpoint{where}; {cause}: {type(error).__name__}: {error}"
+    )
+
+
+def _bad_metadata(path: str, detail: str) -> ValueError:
+    return ValueError(f"{path} is not a jaxnn checkpoint: {detail}")
+
+
+def _read_metadata(path: str, archive) -> dict:
+    if METADATA_ENTRY not in archive.zip.namelist():
+        raise _bad_metadata(path, f"it has no {METADATA_ENTRY} entry (an .npz saved some other way?)")
+    try:
+        raw = archive[METADATA_ENTRY]
+        if not isinstance(raw, bytes):
+            raise TypeError(f"{METADATA_ENTRY} is an array, not JSON text")
+        document = json.loads(raw.decode("utf-8"))
+    except Exception as error:
+        raise _corrupt(path, error, METADATA_ENTRY) from error
+    own = document.get(RESERVED_KEY) if isinstance(document, dict) else None
+    if not isinstance(own, dict) or own.get("format") != FORMAT:
+        raise _bad_metadata(path, f"its {METADATA_ENTRY} does not describe a {FORMAT} file")
+    version = own.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint format version {version!r}; this jaxnn ({jaxnn.__version__}) "
+            f"reads version {FORMAT_VERSION}. Saved with {own.get('versions')}."
+        )
+    table = own.get("leaves")
+    if not isinstance(table, list) or not all(_well_formed(entry) for entry in table):
+        raise _bad_metadata(path, f"the leaf table in its {METADATA_ENTRY} is malformed")
+    return document
+
+
+def _well_formed(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and isinstance(entry.get("dtype"), str)
+        and isinstance(entry.get("shape"), list)
+        and all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in entry["shape"])
+        and isinstance(entry.get("stored_as", ""), str)
+        and isinstance(entry.get("key_impl", ""), str)
+        # Key data is what makes an entry a key, and JAX names every key dtype "key<...>".
+        and ("key_impl" in entry) == entry["dtype"].startswith("key<")
+    )
+
+
+def _check_entries_listed(path: str, archive, table: list[dict]) -> None:
+    listed = [f"{entry['path']}.npy" for entry in table]
+    present = archive.zip.namelist()
+    missing = sorted(set(listed) - set(present))
+    unlisted = sorted(set(present) - set(listed) - {METADATA_ENTRY})
+    if len(set(listed)) != len(listed) or missing or unlisted:
+        raise ValueError(
+            f"{path} is corrupt: its entries do not match its metadata "
+            f"(listed but absent: {_listing(missing)}; present but not listed: {_listing(unlisted)})"
+        )
+
+
+def _template_table(template: Any) -> dict[str, tuple[tuple[int, ...], Any, str]]:
+    """Maps each template leaf's name to ``(shape, leaf, dtype name)``, in flattening order."""
+    expected = {}
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        name = _leaf_name(key_path)
+        # Shapes and dtypes are read off the leaves, so the template never leaves the device.
+        if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct, np.ndarray, np.generic)):
+            shape, dtype = tuple(leaf.shape), leaf.dtype
+        else:
+            array = _as_host_array(name, leaf)
+            shape, dtype = array.shape, array.dtype
+        if name in expected:
+            raise ValueError(
+                f"two template leaves are both named {name!r}; rename the dict keys that contain '/'"
+            )
+        expected[name] = (shape, leaf, str(dtype) if _is_key(dtype) else np.dtype(dtype).name)
+    return expected
+
+
+def _check_against_template(path: str, saved: dict[str, dict], expected: dict) -> None:
+    missing = [name for name in expected if name not in saved]
+    extra = [name for name in saved if name not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing from the checkpoint: {_listing(missing)}")
+    if extra:
+        problems.append(f"in the checkpoint but not in the template: {_listing(extra)}")
+    for name, (shape, _, dtype) in expected.items():
+        entry = saved.get(name)
+        if entry is None:
+            continue
+        got_shape = tuple(entry["shape"])
+        if got_shape != shape or entry["dtype"] != dtype:
+            problems.append(f"{name}: expected shape {shape} {dtype}, got {got_shape} {entry['dtype']}")
+    if problems:
+        shown = problems[:_MAX_LISTED] + ([f"... and {len(problems) - _MAX_LISTED} more"]
+                                          if len(problems) > _MAX_LISTED else [])
+        raise ValueError(
+            f"{path} does not match the template (saved from a different model or optimizer?):\n  "
+            + "\n  ".join(shown)
+        )
+
+
+def _listing(names: list[str]) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
+
+
+def _read_entry(path: str, archive, entry: dict) -> np.ndarray:
+    member = f"{entry['path']}.npy"
+    try:
+        stored = archive[member]
+    except Exception as error:
+        raise _corrupt(path, error, member) from error
+    if not isinstance(stored, np.ndarray):
+        raise _corrupt(path, ValueError("not an .npy array"), member)
+    stored_as = entry.get("stored_as", entry["dtype"])
+    # Key data has one more axis than the keys: the words of each key.
+    ndim = len(entry["shape"]) + ("key_impl" in entry)
+    if (stored.dtype.name != stored_as or stored.ndim != ndim
+            or stored.shape[: len(entry["shape"])] != tuple(entry["shape"])):
+        raise ValueError(
+            f"{path} is corrupt: entry {member!r} holds {stored.shape} {stored.dtype}, "
+            f"its metadata says {tuple(entry['shape'])} {stored_as}"
+        )
+    return stored
+
+
+def _restore_leaf(path: str, stored: np.ndarray, entry: dict, like: Any) -> Any:
+    if "key_impl" in entry:
+        try:
+            key = jax.random.wrap_key_data(jnp.asarray(stored), impl=entry["key_impl"])
+        except Exception as error:
+            raise _corrupt(path, error, f"{entry['path']}.npy") from error
+        return _place(key, like)
+    if "stored_as" in entry:
+        target = like.dtype if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)) else np.asarray(like).dtype
+        if stored.dtype.itemsize != np.dtype(target).itemsize:
+            raise _corrupt(path, ValueError(f"{stored.dtype} cannot hold {target}"), f"{entry['path']}.npy")
+        stored = stored.view(target)
+    if isinstance(like, np.ndarray):
+        return stored
+    if isinstance(like, np.generic):
+        return stored[()]
+    if isinstance(like, (bool, int, float, complex)):
+        return type(like)(stored.item())
+    return _place(stored, like)
+
+
+def _place(value: Any, like: Any) -> jax.Array:
+    sharding = getattr(like, "sharding", None)
+    if sharding is None:
+        return jnp.asarray(value)
+    return jax.device_put(value, sharding)

@@ -1,0 +1,215 @@
+"""Compiled train and eval steps: one optimizer step, or N of them in one ``lax.scan``.
+
+A train step is the pure function ``(train_state, batch) -> (train_state, metrics)`` of DESIGN.md,
+jitted once with the train state donated, so its buffers are reused in place. Metrics are sums
+over the examples a call saw (plus their count), so they add up exactly across calls and batch
+sizes; :func:`averages` turns them into means on the host.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn import losses as losses_module
+from jaxnn.optim import apply_updates
+from jaxnn.train.state import TrainState
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+# The step number of the first non-finite loss, or this when every loss was finite.
+NO_BAD_STEP = jnp.iinfo(jnp.int32).max
+
+
+def correct(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example accuracy: 1.0 where ``argmax(outputs) == labels``, else 0.0."""
+    return (jnp.argmax(outputs, axis=-1) == labels).astype(jnp.float32)
+
+
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": functools.partial(losses_module.cross_entropy, reduction="none"),
+    "binary_cross_entropy": functools.partial(losses_module.binary_cross_entropy, reduction="none"),
+    "mse": functools.partial(losses_module.mse, reduction="none"),
+    "mae": functools.partial(losses_module.mae, reduction="none"),
+}
+
+
+def resolve_loss(loss: str | LossFn) -> LossFn:
+    """A loss name from :data:`LOSSES`, or a function ``(outputs, targets) -> per-example losses``."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or a function "
+                         "(outputs, targets) -> per-example losses")
+    return LOSSES[loss]
+
+
+def default_metrics(loss: str | LossFn) -> dict[str, MetricFn]:
+    """Accuracy for classification losses given by name; nothing otherwise."""
+    return {"accuracy": correct} if loss == "cross_entropy" else {}
+
+
+def _per_example(values: jax.Array, batch_size: int, what: str) -> jax.Array:
+    values = jnp.asarray(values)
+    if values.ndim == 0:
+        raise ValueError(f"{what} returned a scalar; it must return one value per example (shape "
+                         f"({batch_size},)), e.g. jaxnn.losses.cross_entropy(..., reduction='none')")
+    # Regression losses come per output element: average them within each example.
+    return values.reshape(values.shape[0], -1).mean(axis=1) if values.ndim > 1 else values
+
+
+def _batch_sums(outputs, targets, losses, metric_fns, step) -> dict[str, jax.Array]:
+    sums = {"loss": jnp.sum(losses.astype(jnp.float32)),
+            "count": jnp.asarray(losses.shape[0], jnp.int32),
+            "first_bad_step": jnp.where(jnp.all(jnp.isfinite(losses)), NO_BAD_STEP, step)}
+    for name, metric in metric_fns.items():
+        values = _per_example(metric(outputs, targets), losses.shape[0], f"metric {name!r}")
+        sums[name] = jnp.sum(values.astype(jnp.float32))
+    return sums
+
+
+def add_sums(totals: Mapping[str, jax.Array], sums: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Accumulate metric sums: counts and sums add, the first bad step is the earliest."""
+    return {name: jnp.minimum(totals[name], value) if name == "first_bad_step" else totals[name] + value
+            for name, value in sums.items()}
+
+
+def zero_sums(metric_names) -> dict[str, jax.Array]:
+    totals = {"loss": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.int32),
+              "first_bad_step": jnp.asarray(NO_BAD_STEP, jnp.int32)}
+    totals.update({name: jnp.zeros((), jnp.float32) for name in metric_names})
+    return totals
+
+
+def averages(totals: Mapping[str, Any]) -> dict[str, float]:
+    """Host-side means of accumulated sums: ``{"loss": ..., "accuracy": ...}``."""
+    totals = jax.device_get(dict(totals))
+    count = max(int(totals["count"]), 1)
+    return {name: float(value) / count for name, value in totals.items()
+            if name not in ("count", "first_bad_step")}
+
+
+def one_step(model, loss_fn: LossFn, optimizer, metric_fns: Mapping[str, MetricFn]):
+    """The un-jitted single optimizer step ``(train_state, x, y) -> (train_state, sums)``."""
+
+    def step(train_state: TrainState, x, y):
+        key, step_key = jax.random.split(train_state.key)
+
+        def objective(params):
+            outputs, new_state = model.apply(params, train_state.state, x, key=step_key, train=True)
+            losses = _per_example(loss_fn(outputs, y), x.shape[0], "loss_fn")
+            return jnp.mean(losses), (outputs, new_state, losses)
+
+        grads, (outputs, new_state, losses) = jax.grad(objective, has_aux=True)(train_state.params)
+        updates, opt_state = optimizer.update(grads, train_state.opt_state, train_state.params)
+        params = apply_updates(train_state.params, updates)
+        sums = _batch_sums(outputs, y, losses, metric_fns, train_state.step)
+        new_train_state = TrainState(params=params, state=new_state, opt_state=opt_state,
+                                     step=train_state.step + 1, key=key)
+        return new_train_state, sums
+
+    return step
+
+
+def scan_steps(step, metric_names):
+    """Run ``step`` over a leading axis of batches in one ``lax.scan``, summing the metrics."""
+
+    def many(train_state, xs, ys):
+        def body(carry, batch):
+            train_state, totals = carry
+            train_state, sums = step(train_state, *batch)
+            return (train_state, add_sums(totals, sums)), None
+
+        (train_state, totals), _ = jax.lax.scan(body, (train_state, zero_sums(metric_names)), (xs, ys))
+        return train_state, totals
+
+    return many
+
+
+def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: int = 1,
+                    metrics: Mapping[str, MetricFn] | None = None, donate: bool = True):
+    r"""Compile ``(train_state, (x, y)) -> (train_state, metrics)``: ``steps_per_call`` optimizer steps.
+
+    Each step splits the train state's key (one half for dropout, one kept), computes
+
+    .. math:: \theta \leftarrow \theta + \text{optimizer}\Big(\nabla_\theta \tfrac{1}{B}\textstyle\sum_i
+              \ell(f_\theta(x_i), y_i)\Big)
+
+    and counts the step. With ``steps_per_call = N > 1``, ``x`` and ``y`` carry a leading axis
+    of N batches and the N steps run inside one ``lax.scan``: the same parameters as N calls
+    with one batch each, with Python out of the loop.
+
+    Args:
+      model: a :class:`jaxnn.Layer`.
+      loss_fn: a name in :data:`LOSSES` or ``(outputs, targets) -> per-example losses``.
+      optimizer: a gradient transformation (``jaxnn.optim`` or optax).
+      steps_per_call: optimizer steps per call, at least 1.
+      metrics: per-example metric functions ``(outputs, targets) -> values``; by default
+        accuracy for ``"cross_entropy"``.
+      donate: donate the train state's buffers (its old arrays are deleted after the call).
+
+    Returns:
+      A jitted function. Its metrics are sums over the call's examples — ``"loss"``, each
+      metric, ``"count"`` — and ``"first_bad_step"``, the step of the first non-finite loss
+      (int32 max if none); :func:`averages` gives means.
+
+    Example::
+
+        train_step = make_train_step(model, "cross_entropy", jaxnn.optim.adam(1e-3))
+        for x, y in batches:
+            train_state, sums = train_step(train_state, (x, y))
+    """
+    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
+        raise ValueError(f"steps_per_call must be a positive int, got {steps_per_call!r}")
+    metric_fns = dict(default_metrics(loss_fn) if metrics is None else metrics)
+    step = one_step(model, resolve_loss(loss_fn), optimizer, metric_fns)
+    donate_argnums = (0,) if donate else ()
+
+    if steps_per_call == 1:
+        def train_step(train_state, batch):
+            x, y = batch
+            train_state, sums = step(train_state, x, y)
+            return train_state, add_sums(zero_sums(metric_fns), sums)
+    else:
+        many = scan_steps(step, metric_fns)
+
+        def train_step(train_state, batch):
+            xs, ys = batch
+            if jnp.shape(xs)[0] != steps_per_call:
+                raise ValueError(f"with steps_per_call={steps_per_call} the batch needs a leading axis "
+                                 f"of {steps_per_call} batches, got x of shape {jnp.shape(xs)}")
+            return many(train_state, xs, ys)
+
+    return jax.jit(train_step, donate_argnums=donate_argnums)
+
+
+def eval_sums(model, loss_fn: LossFn, metric_fns: Mapping[str, MetricFn]):
+    """The un-jitted ``(params, state, x, y) -> sums`` of an evaluation batch (``train=False``)."""
+
+    def evaluate_batch(params, state, x, y):
+        outputs, _ = model.apply(params, state, x)
+        losses = _per_example(loss_fn(outputs, y), x.shape[0], "loss_fn")
+        return _batch_sums(outputs, y, losses, metric_fns, jnp.zeros((), jnp.int32))
+
+    return evaluate_batch
+
+
+def make_eval_step(model, loss_fn: str | LossFn, *, metrics: Mapping[str, MetricFn] | None = None):
+    """Compile ``(train_state, (x, y)) -> metric sums`` with ``train=False`` (no dropout, no state update).
+
+    The sums add across batches of any size; :func:`averages` gives the means.
+    """
+    metric_fns = dict(default_metrics(loss_fn) if metrics is None else metrics)
+    evaluate_batch = eval_sums(model, resolve_loss(loss_fn), metric_fns)
+
+    @jax.jit
+    def eval_step(train_state, batch):
+        x, y = batch
+        return evaluate_batch(train_state.params, train_state.state, x, y)
+
+    return eval_step

@@ -1,0 +1,225 @@
+"""Plots of a training run: learning curves and confusion matrices, saved as PNG files.
+
+Figures are drawn with matplotlib's Agg backend on a ``matplotlib.figure.Figure`` of their own,
+never through ``pyplot``, so plotting works without a display and leaves pyplot's global state
+alone. matplotlib is an optional dependency: ``pip install "jaxnn[viz]"``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+_INSTALL_HINT = 'jaxnn.viz needs matplotlib; install it with: pip install "jaxnn[viz]"'
+_VALIDATION_PREFIX = "val_"
+# Above this many classes, numbers written in the cells would overlap.
+_MAX_ANNOTATED_CLASSES = 20
+
+
+def _new_figure(width: float, height: float):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT) from error
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: str | os.PathLike | None) -> None:
+    if path is not None:
+        figure.savefig(os.fspath(path), format="png", dpi=100)
+
+
+def _series(history: Any) -> dict[str, np.ndarray]:
+    """Validates ``history`` and returns each series as a float64 array of equal length."""
+    if not isinstance(history, Mapping):
+        raise TypeError(f"history must be a dict of metric name -> list of per-epoch values, "
+                        f"got {type(history).__name__}")
+    if not history:
+        raise ValueError("history is empty; expected e.g. {'loss': [...], 'val_loss': [...]}")
+    series = {}
+    for name, values in history.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"history keys must be non-empty metric names, got {name!r}")
+        if isinstance(values, (str, bytes, Mapping)):
+            raise TypeError(f"history[{name!r}] must be a list of numbers, got {type(values).__name__}")
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"history[{name!r}] must be a list of numbers, got {values!r}") from None
+        if array.ndim != 1:
+            raise ValueError(f"history[{name!r}] must be a flat list, one number per epoch, "
+                             f"got an array of shape {array.shape}")
+        if array.size == 0:
+            raise ValueError(f"history[{name!r}] is empty")
+        series[name] = array
+    lengths = {name: array.size for name, array in series.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"history lists must all have one value per epoch, got lengths {lengths}")
+    return series
+
+
+def _base_metrics(names: Sequence[str]) -> list[str]:
+    """Metric names without the ``val_`` prefix, in order of first appearance."""
+    bases: list[str] = []
+    for name in names:
+        base = name.removeprefix(_VALIDATION_PREFIX)
+        if base and base not in bases:
+            bases.append(base)
+    return bases
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike | None = None, *,
+                 metrics: Sequence[str] | None = None):
+    """Plots learning curves: one subplot per metric, its training and validation curves together.
+
+    ``history`` maps a metric name to its per-epoch values, as ``fit`` returns it::
+
+        {"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...], "lr": [...]}
+
+    Each base metric (the name without ``val_``) gets a subplot titled with its name, holding the
+    curve ``name`` (labelled ``"train"``) and ``val_name`` (labelled ``"validation"``), whichever
+    exist. The x axis is the epoch, counted from 1. Non-finite values (a diverged loss) leave gaps.
+
+    Args:
+      history: metric name -> list of numbers, all lists of the same length (one per epoch).
+      path: where to write the figure as a PNG; nothing is written when None.
+      metrics: the base metrics to plot, in this order (e.g. ``["loss"]``); all of them when None.
+
+    Returns:
+      The ``matplotlib.figure.Figure``.
+
+    Raises:
+      ImportError: matplotlib is not installed.
+      ValueError: ``history`` is empty, its lists are empty or of different lengths, or
+        ``metrics`` names a metric that is not in it.
+      TypeError: ``history`` is not a dict of lists of numbers.
+
+    Example::
+
+        history = fit(...)
+        plot_history(history, "runs/mlp/history.png", metrics=["loss", "accuracy"])
+    """
+    series = _series(history)
+    available = _base_metrics(list(series))
+    if metrics is None:
+        chosen = available
+    else:
+        if isinstance(metrics, str):
+            raise TypeError(f"metrics must be a list of metric names, got the string {metrics!r}; "
+                            f"write metrics=[{metrics!r}]")
+        chosen = list(metrics)
+        unknown = [name for name in chosen if name not in available]
+        if unknown:
+            raise ValueError(f"metrics {unknown} are not in the history; it has {available}")
+        if not chosen:
+            raise ValueError(f"metrics is empty; choose from {available}")
+
+    columns = min(3, len(chosen))
+    rows = math.ceil(len(chosen) / columns)
+    figure = _new_figure(4.5 * columns, 3.5 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    epochs = np.arange(1, next(iter(series.values())).size + 1)
+    for ax, base in zip(axes, chosen):
+        for name, label in ((base, "train"), (_VALIDATION_PREFIX + base, "validation")):
+            if name in series:
+                ax.plot(epochs, series[name], marker="o" if epochs.size <= 30 else None,
+                        markersize=3, label=label)
+        ax.set_title(base)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        # Whole epochs only: a short run would otherwise get ticks at 1.5, 2.5, ...
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(ax.lines) > 1:
+            ax.legend()
+    for ax in axes[len(chosen):]:
+        figure.delaxes(ax)
+    _save(figure, path)
+    return figure
+
+
+def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
+                          class_names: Sequence[str] | None = None, normalize: bool = False):
+    """Draws a confusion matrix as an image: rows are true classes, columns predicted ones.
+
+    ``matrix[i, j]`` counts the examples of true class ``i`` predicted as ``j``, the convention of
+    :func:`jaxnn.metrics.confusion_matrix` and scikit-learn. With ``normalize=True`` each row is
+    divided by its sum, so a cell is the fraction of class ``i`` predicted as ``j`` and the
+    diagonal is each class's recall; a row with no examples stays zero. Cells are annotated with
+    their values for up to 20 classes.
+
+    Args:
+      matrix: a square array of non-negative counts, shape ``(K, K)``.
+      path: where to write the figure as a PNG; nothing is written when None.
+      class_names: ``K`` labels for the axes; ``0 .. K-1`` when None.
+      normalize: whether to show row fractions instead of counts.
+
+    Returns:
+      The ``matplotlib.figure.Figure``; its image holds the (normalized) matrix.
+
+    Raises:
+      ImportError: matplotlib is not installed.
+      ValueError: ``matrix`` is not square, is empty, or holds negative or non-finite values, or
+        ``class_names`` does not have ``K`` entries.
+      TypeError: ``matrix`` is not numeric or ``normalize`` is not a bool.
+
+    Example::
+
+        counts = jaxnn.metrics.confusion_matrix(logits, labels, 10)
+        plot_confusion_matrix(counts, "runs/mlp/confusion.png", class_names=digits, normalize=True)
+    """
+    values = np.asarray(matrix)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"matrix must hold numbers, got dtype {values.dtype}")
+    if values.ndim != 2 or values.shape[0] != values.shape[1]:
+        raise ValueError(f"matrix must be square, (classes, classes), got shape {values.shape}")
+    if values.shape[0] == 0:
+        raise ValueError("matrix is empty: it has no classes")
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("matrix must hold non-negative finite counts")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    classes = values.shape[0]
+    if class_names is None:
+        labels = [str(i) for i in range(classes)]
+    else:
+        if isinstance(class_names, str):
+            raise TypeError("class_names must be a list of names, got a single string")
+        labels = [str(name) for name in class_names]
+        if len(labels) != classes:
+            raise ValueError(f"class_names has {len(labels)} names for a {classes}x{classes} matrix")
+
+    if normalize:
+        totals = values.sum(axis=1, keepdims=True)
+        values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+
+    size = min(4.0 + 0.4 * classes, 16.0)
+    figure = _new_figure(size + 1.5, size)
+    ax = figure.subplots()
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(values.max(), 1.0))
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    # Long names along the x axis are slanted so that neighbours do not overlap.
+    slanted = max(map(len, labels)) > 3
+    ax.set_xticks(range(classes), labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+    ax.set_yticks(range(classes), labels)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("confusion matrix" + (" (fraction of each true class)" if normalize else ""))
+    if classes <= _MAX_ANNOTATED_CLASSES:
+        # Dark cells get white text so that every number stays readable.
+        threshold = image.norm.vmax / 2
+        integral = not normalize and np.all(values == np.round(values))
+        for i in range(classes):
+            for j in range(classes):
+                text = f"{values[i, j]:.0f}" if integral else f"{values[i, j]:.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="white" if values[i, j] > threshold else "black")
+    _save(figure, path)
+    return figure
