@@ -62,8 +62,10 @@ def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: float = 
 
     Defaults and numbers are optax's (:math:`G_0 = 0.1`, :math:`\epsilon = 10^{-7}` inside the
     root). ``torch.optim.Adagrad`` starts from :math:`G_0 = 0` and adds ``eps=1e-10`` outside
-    the root; ``adagrad(lr, initial_accumulator_value=0.0, eps=0.0)`` matches it up to that
-    :math:`10^{-10}`.
+    the root: ``adagrad(lr, initial_accumulator_value=0.0, eps=0.0)`` equals
+    ``Adagrad(lr, eps=0)`` exactly, and PyTorch's default step is this one times
+    :math:`\sqrt{G}/(\sqrt{G} + 10^{-10})`, a relative difference of :math:`10^{-10}/\sqrt{G}`
+    (negligible unless gradients are below about :math:`10^{-8}`).
 
     Args:
       learning_rate: a non-negative float or a schedule.

@@ -39,8 +39,11 @@ class WeightDecayState(NamedTuple):
 
 def bias_correction(moment: PyTree, decay: float, count: jax.Array) -> PyTree:
     """Divide an exponential moving average started at 0 by ``1 - decay**count``."""
-    # The correction is computed in float32, then cast: decay**count rounds to 1 in bfloat16.
-    correction = 1.0 - decay ** count.astype(jnp.float32)
+    leaves = jax.tree.leaves(moment)
+    # In at least float32, then cast: decay**count rounds to 1 in bfloat16, and float64 moments
+    # get a float64 correction.
+    dtype = compute_dtype(*[leaf.dtype for leaf in leaves], jnp.float32)
+    correction = 1.0 - decay ** count.astype(dtype)
     return jax.tree.map(lambda m: m / correction.astype(m.dtype), moment)
 
 
