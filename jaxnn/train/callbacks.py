@@ -96,7 +96,7 @@ class EarlyStopping(Callback):
                 self.best_weights = _copy_to_host((train_state.params, train_state.state))
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:
                 self.stopped_epoch = epoch + 1
                 self.stop_training = True
 

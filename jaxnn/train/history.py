@@ -86,6 +86,14 @@ class History(Mapping):
                 data = json.load(file)
         except json.JSONDecodeError as error:
             raise ValueError(f"{os.fspath(path)} is not a valid history file: {error}") from None
-        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-            raise ValueError(f"{os.fspath(path)} is not a valid history file: expected an object of lists")
-        return cls(data)
+        def number_or_null(value) -> bool:
+            return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+        if not isinstance(data, dict) or not all(
+                isinstance(values, list) and all(number_or_null(v) for v in values) for values in data.values()):
+            raise ValueError(f"{os.fspath(path)} is not a valid history file: expected an object of "
+                             "lists of numbers (or null)")
+        try:
+            return cls(data)
+        except ValueError as error:
+            raise ValueError(f"{os.fspath(path)} is not a valid history file: {error}") from None

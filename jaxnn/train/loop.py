@@ -58,13 +58,44 @@ def _check_data(data: Any, name: str, model, train_state, loss) -> tuple[np.ndar
         raise TypeError(f"{name} data must be a pair (x, y) of arrays, got {type(data).__name__}")
     x, y = np.asarray(data[0]), np.asarray(data[1])
     num_classes = _classes(model, train_state, x) if loss == "cross_entropy" and x.ndim > 0 else None
-    if num_classes is not None and np.issubdtype(y.dtype, np.integer):
+    if num_classes is not None and (np.issubdtype(y.dtype, np.integer) or y.ndim == 1):
         check_dataset(x, y, num_classes, name=name)
     else:
         check_dataset(x, y, name=name)
     if np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32, copy=False)
     return x, y
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_steps(model, optimizer, loss_fn, metric_items):
+    """The jitted ``run_steps`` for one model, optimizer, loss and metrics.
+
+    Cached, so that calling ``fit`` again with the same model and optimizer (another fold, more
+    epochs) reuses the compiled code instead of tracing and compiling it again.
+    """
+    metric_fns = dict(metric_items)
+    step = one_step(model, loss_fn, optimizer, metric_fns)
+    many = scan_steps(step, metric_fns)
+
+    # Batches are gathered on the device from the resident arrays and this epoch's order, so a
+    # call sends the device only the position of its first batch. Donating the train state and
+    # the totals lets XLA update them in place.
+    @functools.partial(jax.jit, static_argnames=("count", "size"), donate_argnums=(0, 1))
+    def run_steps(train_state, totals, x_all, y_all, order, start, *, count, size):
+        indices = jax.lax.dynamic_slice_in_dim(order, start, count * size).reshape(count, size)
+        if count == 1:
+            train_state, sums = step(train_state, x_all[indices[0]], y_all[indices[0]])
+        else:
+            train_state, sums = many(train_state, x_all[indices], y_all[indices])
+        return train_state, add_sums(totals, sums)
+
+    return run_steps
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _epoch_order(key, n):
+    return jax.random.permutation(key, n)
 
 
 class _Progress:
@@ -150,27 +181,14 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
                                                                    train_state, loss_name)
     metric_fns = dict(default_metrics(loss_name) if metrics is None else metrics)
     loss_fn = resolve_loss(loss)
-    step = one_step(model, loss_fn, optimizer, metric_fns)
-    many = scan_steps(step, metric_fns)
-
-    # Batches are gathered on the device from the resident arrays and this epoch's order, so a
-    # call sends the device only the position of its first batch. Donating the train state and
-    # the totals lets XLA update them in place.
-    @functools.partial(jax.jit, static_argnames=("count", "size"), donate_argnums=(0, 1))
-    def run_steps(train_state, totals, x_all, y_all, order, start, *, count, size):
-        indices = jax.lax.dynamic_slice_in_dim(order, start, count * size).reshape(count, size)
-        if count == 1:
-            train_state, sums = step(train_state, x_all[indices[0]], y_all[indices[0]])
-        else:
-            train_state, sums = many(train_state, x_all[indices], y_all[indices])
-        return train_state, add_sums(totals, sums)
-
+    run_steps = _cached(_compiled_steps, model, optimizer, loss_fn, tuple(metric_fns.items()))
     n = x.shape[0]
-    epoch_order = jax.jit(lambda key: jax.random.permutation(key, n))
     # A private copy: the caller's train state stays valid (the steps donate their input), and
     # leaves that share one buffer are separated, since a buffer can be donated only once.
-    train_state = jax.tree.map(jnp.copy, train_state)
-    x_all, y_all = jax.device_put(x), jax.device_put(y)
+    # Everything on the train state's device, committed, so each call shape compiles once.
+    device = next(iter(train_state.step.devices()))
+    train_state = jax.device_put(jax.tree.map(jnp.copy, train_state), device)
+    x_all, y_all = jax.device_put(x, device), jax.device_put(y, device)
     full_batches, remainder = divmod(n, batch_size)
     # (first example, steps, batch size) of each compiled call in an epoch: the same every epoch.
     calls = [(start * batch_size, steps_per_call, batch_size)
@@ -188,8 +206,8 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     for epoch in range(initial_epoch, epochs):
         shuffle_key, run_key = jax.random.split(train_state.key)
         train_state = train_state._replace(key=run_key)
-        order = epoch_order(shuffle_key)
-        totals = zero_sums(metric_fns)
+        order = _epoch_order(shuffle_key, n)
+        totals = jax.device_put(zero_sums(metric_fns), device)
         progress_display.start(epoch, n)
         started = last_read = time.perf_counter()
         seen = reported = 0
@@ -225,16 +243,23 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     return train_state, history
 
 
-_EVAL_CACHE: dict = {}
+@functools.lru_cache(maxsize=8)
+def _compiled_eval(model, loss_fn, metric_items):
+    return jax.jit(eval_sums(model, loss_fn, dict(metric_items)))
+
+
+def _cached(builder, *args):
+    """``builder(*args)`` through its cache, or uncached when an argument cannot be hashed."""
+    try:
+        return builder(*args)
+    except TypeError as error:
+        if "unhashable" not in str(error):
+            raise
+        return builder.__wrapped__(*args)
 
 
 def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size) -> dict[str, float]:
-    cache_key = (id(model), loss_fn, tuple(sorted(metric_fns.items(), key=lambda item: item[0])))
-    evaluate_batch = _EVAL_CACHE.get(cache_key)
-    if evaluate_batch is None:
-        evaluate_batch = jax.jit(eval_sums(model, loss_fn, metric_fns))
-        _EVAL_CACHE.clear()  # one model at a time: keep the cache from holding old models alive
-        _EVAL_CACHE[cache_key] = evaluate_batch
+    evaluate_batch = _cached(_compiled_eval, model, loss_fn, tuple(metric_fns.items()))
     x, y = data
     totals = zero_sums(metric_fns)
     for start in range(0, x.shape[0], batch_size):
