@@ -19,21 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
-
-
-def load_digits_split(seed: int, test_fraction: float = 0.2):
-    """Digits as float32 features scaled to [0, 1] and int32 labels, split into train and test."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise SystemExit('this example needs scikit-learn: pip install -e ".[data]"') from None
-    digits = load_digits()
-    features = (digits.data / 16.0).astype(np.float32)
-    labels = digits.target.astype(np.int32)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    test_size = int(len(labels) * test_fraction)
-    test, train = order[:test_size], order[test_size:]
-    return features[train], labels[train], features[test], labels[test]
+import jaxnn.data
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -46,7 +32,11 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    x_train, y_train, x_test, y_test = load_digits_split(args.seed)
+    try:
+        digits = jaxnn.data.digits()
+    except ImportError as error:
+        raise SystemExit(f"this example needs scikit-learn: {error}") from None
+    x_train, y_train, x_test, y_test = digits.x_train, digits.y_train, digits.x_test, digits.y_test
     model = jaxnn.Sequential([jaxnn.Dense(128), jaxnn.Relu(), jaxnn.Dense(128), jaxnn.Relu(), jaxnn.Dense(10)])
     key, init_key = jax.random.split(jax.random.key(args.seed))
     _, params, state = model.init(init_key, (64,))

@@ -81,7 +81,7 @@ def load_dataset(spec: str, model: str) -> data_module.Dataset:
 
 
 def build(config: dict[str, Any], dataset: data_module.Dataset):
-    model = MODELS[config["model"]][0](dataset.num_classes)
+    model = MODELS[config["model"]][0](dataset.num_classes, dataset.input_shape)
     optimizer = OPTIMIZERS[config["optimizer"]](config["lr"])
     return model, optimizer
 
@@ -109,7 +109,7 @@ def _write_json(path: str, value: Any) -> None:
 
 
 class _SaveHistory(Callback):
-    """Write ``history.json`` after each epoch, right after the checkpoint, so the two agree."""
+    """Write ``history.json`` after each epoch, just before the checkpoint."""
 
     def __init__(self, history: History, path: str):
         self.history, self.path = history, path
@@ -189,9 +189,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
               f"{len(dataset.x_test)} test examples; {jaxnn.core.count_parameters(train_state.params)[0]:,} "
               f"parameters; run folder {out}", file=sys.stderr)
 
+    # The history is written before the checkpoint: after a crash between the two it is at most
+    # one epoch ahead, and --resume truncates it to the checkpoint's epoch.
     callbacks = [LearningRateLogger(config["lr"]),
-                 Checkpoint(checkpoint_path, metadata={"config": config, "description": str(model.name)}),
-                 _SaveHistory(history, os.path.join(out, HISTORY))]
+                 _SaveHistory(history, os.path.join(out, HISTORY)),
+                 Checkpoint(checkpoint_path, metadata={"config": config, "description": str(model.name)})]
     started = time.perf_counter()
     try:
         train_state, history = fit(model, optimizer, train_state, train_data, epochs=args.epochs,
@@ -234,7 +236,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def summary(args: argparse.Namespace) -> str:
     dataset = load_dataset(args.dataset, args.model)
-    model = MODELS[args.model][0](dataset.num_classes)
+    model = MODELS[args.model][0](dataset.num_classes, dataset.input_shape)
     table = jaxnn.summary(model, dataset.input_shape)
     print(f"{args.model} for {dataset.name} examples of shape {dataset.input_shape}\n{table}")
     return table
