@@ -93,9 +93,11 @@ def _compiled_steps(model, optimizer, loss_fn, metric_items):
     return run_steps
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _epoch_order(key, n):
-    return jax.random.permutation(key, n)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _start_epoch(key, n, metric_names):
+    """One dispatch per epoch: the next run key, this epoch's order, zeroed metric sums."""
+    shuffle_key, run_key = jax.random.split(key)
+    return run_key, jax.random.permutation(shuffle_key, n), zero_sums(metric_names)
 
 
 class _Progress:
@@ -204,10 +206,8 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     progress_display = _Progress(progress, epochs)
 
     for epoch in range(initial_epoch, epochs):
-        shuffle_key, run_key = jax.random.split(train_state.key)
+        run_key, order, totals = _start_epoch(train_state.key, n, tuple(metric_fns))
         train_state = train_state._replace(key=run_key)
-        order = _epoch_order(shuffle_key, n)
-        totals = jax.device_put(zero_sums(metric_fns), device)
         progress_display.start(epoch, n)
         started = last_read = time.perf_counter()
         seen = reported = 0
@@ -219,9 +219,10 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
             if progress and now - last_read >= log_every_seconds:
                 progress_display.update(seen - reported, averages(totals), seen / (now - started))
                 reported, last_read = seen, now
+        totals = jax.device_get(totals)  # the epoch's one read of the metrics
         means = averages(totals)
         elapsed = time.perf_counter() - started
-        first_bad = int(jax.device_get(totals["first_bad_step"]))
+        first_bad = int(totals["first_bad_step"])
         if first_bad != int(NO_BAD_STEP):
             progress_display.end(epoch, {})
             raise NonFiniteLossError(first_bad, epoch + 1)
