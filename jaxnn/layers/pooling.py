@@ -75,7 +75,8 @@ def _taps(x, window, strides, out) -> list[jax.Array]:
     taps = []
     for offset in np.ndindex(*window):
         start = (0,) + tuple(offset) + (0,)
-        limit = (x.shape[0],) + tuple(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)) + (x.shape[-1],)
+        ends = tuple(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides))
+        limit = (x.shape[0],) + ends + (x.shape[-1],)
         taps.append(lax.slice(x, start, limit, (1,) + tuple(strides) + (1,)))
     return taps
 

@@ -100,7 +100,8 @@ class Spec(NamedTuple):
         """Random input ``(N, C, *spatial)``, weight ``(O, C/g, *k)`` and bias, in PyTorch's layout."""
         rng = np.random.default_rng(seed)
         x_torch = rng.normal(size=(batch, self.channels) + self.spatial).astype(np.float32)
-        weight = rng.normal(size=(self.features, self.channels // self.groups) + self.kernel).astype(np.float32)
+        weight_shape = (self.features, self.channels // self.groups) + self.kernel
+        weight = rng.normal(size=weight_shape).astype(np.float32)
         return x_torch, weight, rng.normal(size=self.features).astype(np.float32)
 
     def arguments(self):
@@ -124,8 +125,9 @@ SPECS = [
 def test_layer_matches_the_torch_layout_loop_with_ported_weights(spec):
     x_torch, weight, bias = spec.problem()
     expected = to_channels_last(torch_layout_reference(x_torch, weight, bias, *spec.arguments()))
-    layer = (Conv1D, Conv2D)[spec.ndim - 1](spec.features, spec.kernel, spec.stride, spec.padding, spec.dilation,
-                                            spec.groups, w_init=zeros_from_numpy)
+    constructor = (Conv1D, Conv2D)[spec.ndim - 1]
+    layer = constructor(spec.features, spec.kernel, spec.stride, spec.padding, spec.dilation, spec.groups,
+                        w_init=zeros_from_numpy)
     output_shape, params, state = layer.init(jax.random.key(0), spec.spatial + (spec.channels,))
     params = {"w": port_from_torch(weight), "b": jnp.asarray(bias)}
     assert params["w"].shape == spec.kernel + (spec.channels // spec.groups, spec.features)
@@ -148,9 +150,9 @@ def test_formulations_match_the_loop_and_xla_string_padding(name):
             # XLA's own reading of the padding string, in PyTorch's layout: a second oracle.
             names = "DHW"[3 - spec.ndim:]
             xla = lax.conv_general_dilated(
-                jnp.asarray(x_torch), jnp.asarray(weight), spec.stride, spec.padding, rhs_dilation=spec.dilation,
-                dimension_numbers=(f"NC{names}", f"OI{names}", f"NC{names}"), feature_group_count=spec.groups,
-                precision=lax.Precision.HIGHEST)
+                jnp.asarray(x_torch), jnp.asarray(weight), spec.stride, spec.padding,
+                rhs_dilation=spec.dilation, dimension_numbers=(f"NC{names}", f"OI{names}", f"NC{names}"),
+                feature_group_count=spec.groups, precision=lax.Precision.HIGHEST)
             np.testing.assert_allclose(y, to_channels_last(xla), rtol=1e-4, atol=1e-4, err_msg=str(spec))
 
 
@@ -198,8 +200,10 @@ def test_blocks_of_examples_with_a_remainder_and_an_empty_batch(monkeypatch):
     w = normal(1, (3, 3, 3, 4))
     args = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     dy = normal(2, (5, 6, 7, 4))
-    grads = [jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda x, w: conv(x, w, *args), x, w)[1](dy))(x, w, dy)
-             for conv in (conv_cpu, conv_xla)]
+    def gradients(conv, x, w, dy):
+        return jax.vjp(lambda x, w: conv(x, w, *args), x, w)[1](dy)
+
+    grads = [jax.jit(functools.partial(gradients, conv))(x, w, dy) for conv in (conv_cpu, conv_xla)]
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     empty = jnp.zeros((0, 6, 7, 3))
@@ -222,8 +226,8 @@ def test_output_shapes_over_a_grid_of_arguments():
                                 dilation, groups, w_init=zeros_from_numpy)
             input_shape = sizes[:ndim] + (4,)
             output_shape, params, state = layer.init(jax.random.key(0), input_shape)
-            expected = tuple(expected_size(n, kernel, stride, dilation, padding if not isinstance(padding, int)
-                                           else (padding, padding)) for n in sizes[:ndim])
+            pair = (padding, padding) if isinstance(padding, int) else padding
+            expected = tuple(expected_size(n, kernel, stride, dilation, pair) for n in sizes[:ndim])
             assert tuple(output_shape) == expected + (4,), (ndim, kernel, stride, padding, dilation, groups)
             assert params["w"].shape == (kernel,) * ndim + (4 // groups, 4)
             batch_shape = batch_shapes[count % len(batch_shapes)]

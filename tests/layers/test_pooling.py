@@ -130,7 +130,8 @@ def test_pools_match_numpy_loops(formulation):
         y = jax.jit(output_of(layer, params, state))(x)
         expected = pool_reference(x, kind, window, stride or window, padding)
         assert y.shape[1:] == tuple(output_shape) == expected.shape[1:]
-        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6, err_msg=f"{kind} {spatial} {window} {padding}")
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6,
+                                   err_msg=f"{kind} {spatial} {window} {padding}")
 
 
 def test_max_pool_derivatives_go_to_the_first_maximum(formulation):
@@ -144,7 +145,8 @@ def test_max_pool_derivatives_go_to_the_first_maximum(formulation):
         g = normal(2, pool(x).shape)
         grad = jax.jit(jax.grad(lambda x, g, pool=pool: jnp.sum(pool(x) * g)))(x, g)
         expected = max_pool_gradient_reference(x, np.asarray(g), window, stride or window, padding)
-        np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6, err_msg=f"{spatial} {window} {padding}")
+        np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6,
+                                   err_msg=f"{spatial} {window} {padding}")
         if formulation == "cpu":
             # Forward mode picks the same element: <jvp(t), g> = <t, vjp(g)> for any tangent t.
             # (XLA's forward mode of reduce_window can pick another of tied maxima when windows
@@ -197,23 +199,28 @@ def test_gradients_against_finite_differences_in_float64(formulation):
 def test_output_shapes_over_a_grid_of_arguments():
     sizes = (7, 8)
     batch_shapes = ((), (3,), (2, 3))
-    grid = itertools.product(("max", "avg"), (1, 2), (1, 2, 3), (None, 1, 2, 3), ("VALID", "SAME", 0, 1, (0, 1)))
+    paddings = ("VALID", "SAME", 0, 1, (0, 1))
+    grid = itertools.product(("max", "avg"), (1, 2), (1, 2, 3), (None, 1, 2, 3), paddings)
     for count, (kind, ndim, window, stride, padding) in enumerate(grid):
-        if (padding if isinstance(padding, int) else max(padding) if isinstance(padding, tuple) else 0) >= window:
+        if isinstance(padding, str):
+            low, high = (0, 0)
+        else:
+            low, high = (padding, padding) if isinstance(padding, int) else padding
+        if max(low, high) >= window:
             continue  # rejected by the constructor, tested below
-        layer = make_layer(kind, ndim, window, stride,
-                           ((padding,) * ndim if isinstance(padding, tuple) else padding))
+        per_axis = (padding,) * ndim if isinstance(padding, tuple) else padding
+        layer = make_layer(kind, ndim, window, stride, per_axis)
         input_shape = sizes[:ndim] + (4,)
         output_shape, params, state = layer.init(jax.random.key(0), input_shape)
         s = stride or window
         if padding == "SAME":
             expected = tuple(math.ceil(n / s) for n in sizes[:ndim])
         else:
-            low, high = (0, 0) if padding == "VALID" else (padding, padding) if isinstance(padding, int) else padding
             expected = tuple((n + low + high - window) // s + 1 for n in sizes[:ndim])
         assert tuple(output_shape) == expected + (4,), (kind, ndim, window, stride, padding)
         batch_shape = batch_shapes[count % len(batch_shapes)]
-        y, _ = jax.eval_shape(layer.apply, params, state, jax.ShapeDtypeStruct(batch_shape + input_shape, jnp.float32))
+        x = jax.ShapeDtypeStruct(batch_shape + input_shape, jnp.float32)
+        y, _ = jax.eval_shape(layer.apply, params, state, x)
         assert y.shape == batch_shape + tuple(output_shape)
 
 
@@ -222,7 +229,8 @@ def test_batch_axes_and_vmap_agree_with_single_examples(formulation):
         _, params, state = layer.init(jax.random.key(0), (5, 6, 3))
         x = normal(1, (2, 3, 5, 6, 3))
         batched, _ = layer.apply(params, state, x)
-        single = np.stack([np.stack([layer.apply(params, state, x[i, j])[0] for j in range(3)]) for i in range(2)])
+        one = output_of(layer, params, state)
+        single = np.stack([np.stack([one(x[i, j]) for j in range(3)]) for i in range(2)])
         np.testing.assert_allclose(batched, single, rtol=1e-6)
         vmapped = jax.vmap(jax.vmap(output_of(layer, params, state)))(x)
         np.testing.assert_allclose(vmapped, batched, rtol=1e-6)
