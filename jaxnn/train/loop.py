@@ -222,6 +222,7 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
         totals = jax.device_get(totals)  # the epoch's one read of the metrics
         means = averages(totals)
         elapsed = time.perf_counter() - started
+        progress_display.update(seen - reported, means, seen / elapsed)
         first_bad = int(totals["first_bad_step"])
         if first_bad != int(NO_BAD_STEP):
             progress_display.end(epoch, {})
