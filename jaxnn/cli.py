@@ -13,7 +13,6 @@ A run folder holds ``checkpoint.npz`` (the whole train state, pickle-free), ``co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ from jaxnn.train import (
     read_metadata,
     restore_checkpoint,
 )
+from jaxnn.train.history import write_json
 
 DATASET_CHOICES = ("digits", "mnist1d", "moons", "spirals", "idx:PATH")
 OPTIMIZERS = {
@@ -97,15 +97,6 @@ def split(dataset: data_module.Dataset, config: dict[str, Any]):
 
 # --------------------------------------------------------------------------------------------
 # Run folder.
-
-
-def _write_json(path: str, value: Any) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=1, sort_keys=True)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 class _SaveHistory(Callback):
@@ -182,7 +173,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if initial_epoch >= args.epochs and not args.quiet:
             print(f"{out} has already trained {initial_epoch} epochs (--epochs {args.epochs})", file=sys.stderr)
     os.makedirs(out, exist_ok=True)
-    _write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs})
+    write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
     if not args.quiet:
         print(f"training {config['model']} on {dataset.name}: {len(train_data[0])} train, "
               f"{0 if validation_data is None else len(validation_data[0])} validation, "
@@ -208,7 +199,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     metrics, confusion = _test_metrics(model, train_state, dataset)
     metrics.update({"epochs": history.epochs, "steps": int(train_state.step), "train_seconds": seconds,
                     "parameters": jaxnn.core.count_parameters(train_state.params)[0]})
-    _write_json(os.path.join(out, METRICS), metrics)
+    write_json(os.path.join(out, METRICS), metrics, sort_keys=True)
     plots = _plots(out, history, confusion, args.quiet)
     if not args.quiet:
         print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "

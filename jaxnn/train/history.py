@@ -9,6 +9,26 @@ import tempfile
 from collections.abc import Iterator, Mapping
 
 
+def write_json(path: str | os.PathLike, value, *, sort_keys: bool = False) -> None:
+    """Write ``value`` as JSON to ``path`` atomically: a temporary file in the same folder, fsynced,
+    then renamed over ``path``; a failure removes the temporary file and leaves ``path`` as it was.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(value, file, indent=1, sort_keys=sort_keys)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
 class History(Mapping):
     """Per-epoch metrics, a read-only mapping ``name -> list of values`` (``"loss"``, ``"val_loss"``, ...).
 
@@ -63,20 +83,7 @@ class History(Mapping):
         """
         clean = {name: [None if v is None or not math.isfinite(v) else v for v in values]
                  for name, values in self._metrics.items()}
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".history.", suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "w") as file:
-                json.dump(clean, file, indent=1)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        write_json(path, clean)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> History:
