@@ -1,106 +1,19 @@
-"""jaxnn: neural networks for JAX built from pure functions over plain pytrees."""
+"""jaxnn: neural networks for JAX built from pure functions over plain pytrees.
 
-from jaxnn import data, init, losses, metrics, models, optim, train, viz
+The top level holds every layer (``jaxnn.layers``), the combinators, ``summary`` and the
+subpackages; its exports are derived from ``jaxnn.layers.__all__``, so a new layer needs no edit
+here.
+"""
+
+from jaxnn import data, init, layers, losses, metrics, models, optim, train, viz
 from jaxnn.core import Concat, Layer, Residual, Sequential
-from jaxnn.layers import (
-    GRU,
-    LSTM,
-    AvgPool1D,
-    AvgPool2D,
-    BatchNorm,
-    Bidirectional,
-    Conv1D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Elu,
-    Embedding,
-    Flatten,
-    Gelu,
-    GlobalAvgPool,
-    LayerNorm,
-    LeakyRelu,
-    LearnedPositionalEmbedding,
-    LogSoftmax,
-    MaxPool1D,
-    MaxPool2D,
-    MultiHeadAttention,
-    Relu,
-    Reshape,
-    Sigmoid,
-    SimpleRNN,
-    SinusoidalPositionalEmbedding,
-    Softmax,
-    Swish,
-    Tanh,
-    TransformerEncoderBlock,
-    elu,
-    gelu,
-    leaky_relu,
-    log_softmax,
-    relu,
-    sigmoid,
-    softmax,
-    swish,
-    tanh,
-)
+from jaxnn.layers import *  # noqa: F403
 from jaxnn.summary import summary
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GRU",
-    "LSTM",
-    "AvgPool1D",
-    "AvgPool2D",
-    "BatchNorm",
-    "Bidirectional",
-    "Concat",
-    "Conv1D",
-    "Conv2D",
-    "Dense",
-    "Dropout",
-    "Elu",
-    "Embedding",
-    "Flatten",
-    "Gelu",
-    "GlobalAvgPool",
-    "Layer",
-    "LayerNorm",
-    "LeakyRelu",
-    "LearnedPositionalEmbedding",
-    "LogSoftmax",
-    "MaxPool1D",
-    "MaxPool2D",
-    "MultiHeadAttention",
-    "Relu",
-    "Reshape",
-    "Residual",
-    "Sequential",
-    "Sigmoid",
-    "SimpleRNN",
-    "SinusoidalPositionalEmbedding",
-    "Softmax",
-    "Swish",
-    "Tanh",
-    "TransformerEncoderBlock",
-    "__version__",
-    "data",
-    "elu",
-    "gelu",
-    "init",
-    "leaky_relu",
-    "log_softmax",
-    "losses",
-    "metrics",
-    "models",
-    "optim",
-    "relu",
-    "sigmoid",
-    "softmax",
-    "summary",
-    "swish",
-    "tanh",
-    "train",
-    "viz",
-]
+__all__ = sorted(
+    layers.__all__
+    + ["Concat", "Layer", "Residual", "Sequential", "__version__", "summary"]
+    + ["data", "init", "layers", "losses", "metrics", "models", "optim", "train", "viz"]
+)

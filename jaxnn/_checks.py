@@ -59,18 +59,25 @@ def check_real(value: Any, argument: str, where: str, *, low: float = -math.inf,
     The interval is ``[low, high]``, each end open where asked; NaN is never inside it, and with
     ``finite=True`` (the default) neither are the infinities.
     """
+    bounded = low > -math.inf or high < math.inf
+    if bounded:
+        interval = _interval(low, high, low_open, high_open)
+        kind = (f"a {interval} real number" if interval in ("positive", "non-negative")
+                else f"a real number {interval}")
+    else:
+        kind = "a real number"
     if not is_real(value):
-        raise TypeError(f"{where}: `{argument}` must be a real number, got {value!r}")
+        raise TypeError(f"{where}: `{argument}` must be {kind}, got {value!r}")
     try:
         number = float(value)
     except OverflowError:  # an int beyond float's range
-        number = math.copysign(math.inf, value)
-    if math.isnan(number) or (finite and math.isinf(number)):
-        raise ValueError(f"{where}: `{argument}` (={value}) must be a finite number")
+        number = math.inf if value > 0 else -math.inf
     below = number < low or (low_open and number == low)
     above = number > high or (high_open and number == high)
-    if below or above:
-        raise ValueError(f"{where}: `{argument}` (={value}) must be {_interval(low, high, low_open, high_open)}")
+    if math.isnan(number) or (finite and math.isinf(number)) or below or above:
+        if bounded and not (finite and math.isinf(number) and not (below or above)):
+            raise ValueError(f"{where}: `{argument}` (={value}) must be {interval}")
+        raise ValueError(f"{where}: `{argument}` (={value}) must be {'a finite number' if finite else 'a number'}")
     return number
 
 
@@ -78,10 +85,10 @@ def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     if high == math.inf:
         if low == 0:
             return "positive" if low_open else "non-negative"
-        return f"{'>' if low_open else '>='} {low}"
+        return f"{'>' if low_open else '>='} {low:g}"
     if low == -math.inf:
-        return f"{'<' if high_open else '<='} {high}"
-    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def check_bool(value: Any, argument: str, where: str) -> bool:

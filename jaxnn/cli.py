@@ -25,6 +25,7 @@ import numpy as np
 import jaxnn
 from jaxnn import data as data_module
 from jaxnn import optim
+from jaxnn._files import write_json
 from jaxnn.models import LAYOUT_SHAPES, MODELS
 from jaxnn.train import (
     Callback,
@@ -38,7 +39,6 @@ from jaxnn.train import (
     read_metadata,
     restore_checkpoint,
 )
-from jaxnn.train.history import write_json
 
 DATASET_CHOICES = ("digits", "mnist1d", "moons", "spirals", "idx:PATH")
 OPTIMIZERS = {
@@ -96,7 +96,61 @@ def split(dataset: data_module.Dataset, config: dict[str, Any]):
 
 
 # --------------------------------------------------------------------------------------------
-# Run folder.
+# Run settings and resuming.
+
+
+def run_folder(args: argparse.Namespace) -> str:
+    """``--out``, or ``runs/DATASET-MODEL``."""
+    return args.out or os.path.join("runs", f"{args.dataset.replace(':', '-').replace(os.sep, '_')}-{args.model}")
+
+
+def saved_settings(checkpoint_path: str) -> tuple[dict[str, Any], dict]:
+    """The run settings (``RUN_SETTINGS``) and the whole metadata of a checkpoint of ``jaxnn train``."""
+    metadata = read_metadata(checkpoint_path)
+    config = metadata.get("config")
+    if not isinstance(config, dict) or set(config) != set(RUN_SETTINGS):
+        raise CommandError(f"{checkpoint_path} was not written by `jaxnn train` "
+                           "(no run settings in its metadata)")
+    return config, metadata
+
+
+def run_settings(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    """The settings of the run in ``out``: the command line's for a new run, the checkpoint's with
+    ``--resume``. Refuses to start a new run where one exists, and counts below 1."""
+    checkpoint_path = os.path.join(out, CHECKPOINT)
+    if args.resume:
+        if not os.path.exists(checkpoint_path):
+            raise CommandError(f"--resume: no checkpoint at {checkpoint_path}; train without --resume first")
+        config, _ = saved_settings(checkpoint_path)
+    elif os.path.exists(checkpoint_path):
+        raise CommandError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    else:
+        config = {name: getattr(args, name) for name in RUN_SETTINGS}
+        if config["lr"] is None:
+            config["lr"] = DEFAULT_LR[config["optimizer"]]
+    for name in ("epochs", "batch_size", "steps_per_call"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return config
+
+
+def restore_run(out: str, template) -> tuple[Any, History, int]:
+    """The train state, history and count of finished epochs of the run in ``out``.
+
+    The history is cut to the checkpoint's epochs: it is written first, so after a crash between
+    the two writes it is one epoch ahead.
+    """
+    train_state, metadata = restore_checkpoint(os.path.join(out, CHECKPOINT), template)
+    epochs_done = int(metadata["epoch"])
+    history = History()
+    if os.path.exists(os.path.join(out, HISTORY)):
+        history = History.load(os.path.join(out, HISTORY))
+        history.truncate(epochs_done)
+    return train_state, history, epochs_done
+
+
+# --------------------------------------------------------------------------------------------
+# The run: training, test metrics, outputs.
 
 
 class _SaveHistory(Callback):
@@ -109,6 +163,44 @@ class _SaveHistory(Callback):
         snapshot = History(self.history.to_dict())
         snapshot.append(logs)
         snapshot.save(self.path)
+
+
+def fit_run(args: argparse.Namespace, out: str, config: dict[str, Any], model, optimizer, train_state,
+            history: History, epochs_done: int, dataset: data_module.Dataset):
+    """Train up to ``--epochs``, saving the history and checkpoint after each epoch.
+
+    Returns ``(train_state, history, seconds of training)``.
+    """
+    train_data, validation_data = split(dataset, config)
+    if not args.quiet:
+        print(f"training {config['model']} on {dataset.name}: {len(train_data[0])} train, "
+              f"{0 if validation_data is None else len(validation_data[0])} validation, "
+              f"{len(dataset.x_test)} test examples; {jaxnn.core.count_parameters(train_state.params)[0]:,} "
+              f"parameters; run folder {out}", file=sys.stderr)
+    # The history is written before the checkpoint: after a crash between the two it is at most
+    # one epoch ahead, and --resume truncates it to the checkpoint's epoch.
+    callbacks = [LearningRateLogger(config["lr"]),
+                 _SaveHistory(history, os.path.join(out, HISTORY)),
+                 Checkpoint(os.path.join(out, CHECKPOINT),
+                            metadata={"config": config, "description": str(model.name)})]
+    started = time.perf_counter()
+    try:
+        train_state, history = fit(model, optimizer, train_state, train_data, epochs=args.epochs,
+                                   batch_size=config["batch_size"], validation_data=validation_data,
+                                   steps_per_call=args.steps_per_call, callbacks=callbacks,
+                                   progress=not args.no_progress and not args.quiet,
+                                   initial_epoch=epochs_done, history=history)
+    except NonFiniteLossError as error:
+        raise CommandError(f"{error} The run folder {out} keeps the last good checkpoint.") from None
+    return train_state, history, time.perf_counter() - started
+
+
+def _test_metrics(model, train_state, dataset) -> tuple[dict[str, float], np.ndarray]:
+    """Test loss and accuracy, and the confusion matrix, from one pass over the test set."""
+    results, logits = evaluate(model, train_state, (dataset.x_test, dataset.y_test), return_outputs=True)
+    confusion = np.asarray(jaxnn.metrics.confusion_matrix(jax.numpy.argmax(logits, -1), dataset.y_test,
+                                                          dataset.num_classes))
+    return {"test_loss": results["loss"], "test_accuracy": results["accuracy"]}, confusion
 
 
 def _plots(out: str, history: History, confusion: np.ndarray, quiet: bool) -> list[str]:
@@ -129,72 +221,9 @@ def _plots(out: str, history: History, confusion: np.ndarray, quiet: bool) -> li
         return []
 
 
-def _test_metrics(model, train_state, dataset) -> tuple[dict[str, float], np.ndarray]:
-    results = evaluate(model, train_state, (dataset.x_test, dataset.y_test))
-    logits = jax.jit(lambda p, s, x: model.apply(p, s, x)[0])(train_state.params, train_state.state, dataset.x_test)
-    confusion = np.asarray(jaxnn.metrics.confusion_matrix(jax.numpy.argmax(logits, -1), dataset.y_test,
-                                                          dataset.num_classes))
-    return {"test_loss": results["loss"], "test_accuracy": results["accuracy"]}, confusion
-
-
-# --------------------------------------------------------------------------------------------
-# Commands.
-
-
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    out = args.out or os.path.join("runs", f"{args.dataset.replace(':', '-').replace(os.sep, '_')}-{args.model}")
-    config = {name: getattr(args, name) for name in RUN_SETTINGS}
-    if config["lr"] is None:
-        config["lr"] = DEFAULT_LR[config["optimizer"]]
-    checkpoint_path = os.path.join(out, CHECKPOINT)
-    if args.resume:
-        if not os.path.exists(checkpoint_path):
-            raise CommandError(f"--resume: no checkpoint at {checkpoint_path}; train without --resume first")
-        config = read_metadata(checkpoint_path).get("config")
-        if not isinstance(config, dict) or set(config) != set(RUN_SETTINGS):
-            raise CommandError(f"--resume: {checkpoint_path} was not written by `jaxnn train`")
-    elif os.path.exists(checkpoint_path):
-        raise CommandError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    for name in ("epochs", "batch_size", "steps_per_call"):
-        if getattr(args, name) < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-
-    dataset = load_dataset(config["dataset"], config["model"])
-    train_data, validation_data = split(dataset, config)
-    model, optimizer = build(config, dataset)
-    train_state = create_train_state(model, optimizer, jax.random.key(config["seed"]), dataset.input_shape)
-    history, initial_epoch = History(), 0
-    if args.resume:
-        train_state, metadata = restore_checkpoint(checkpoint_path, train_state)
-        initial_epoch = int(metadata["epoch"])
-        if os.path.exists(os.path.join(out, HISTORY)):
-            history = History.load(os.path.join(out, HISTORY))
-            history.truncate(initial_epoch)
-        if initial_epoch >= args.epochs and not args.quiet:
-            print(f"{out} has already trained {initial_epoch} epochs (--epochs {args.epochs})", file=sys.stderr)
-    os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
-    if not args.quiet:
-        print(f"training {config['model']} on {dataset.name}: {len(train_data[0])} train, "
-              f"{0 if validation_data is None else len(validation_data[0])} validation, "
-              f"{len(dataset.x_test)} test examples; {jaxnn.core.count_parameters(train_state.params)[0]:,} "
-              f"parameters; run folder {out}", file=sys.stderr)
-
-    # The history is written before the checkpoint: after a crash between the two it is at most
-    # one epoch ahead, and --resume truncates it to the checkpoint's epoch.
-    callbacks = [LearningRateLogger(config["lr"]),
-                 _SaveHistory(history, os.path.join(out, HISTORY)),
-                 Checkpoint(checkpoint_path, metadata={"config": config, "description": str(model.name)})]
-    started = time.perf_counter()
-    try:
-        train_state, history = fit(model, optimizer, train_state, train_data, epochs=args.epochs,
-                                   batch_size=config["batch_size"], validation_data=validation_data,
-                                   steps_per_call=args.steps_per_call, callbacks=callbacks,
-                                   progress=not args.no_progress and not args.quiet,
-                                   initial_epoch=initial_epoch, history=history)
-    except NonFiniteLossError as error:
-        raise CommandError(f"{error} The run folder {out} keeps the last good checkpoint.") from None
-    seconds = time.perf_counter() - started
+def write_results(args: argparse.Namespace, out: str, model, train_state, history: History,
+                  dataset: data_module.Dataset, seconds: float) -> dict[str, Any]:
+    """Write ``history.json``, ``metrics.json`` and the plots; returns the metrics."""
     history.save(os.path.join(out, HISTORY))
     metrics, confusion = _test_metrics(model, train_state, dataset)
     metrics.update({"epochs": history.epochs, "steps": int(train_state.step), "train_seconds": seconds,
@@ -207,14 +236,32 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+# --------------------------------------------------------------------------------------------
+# Commands.
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    out = run_folder(args)
+    config = run_settings(args, out)
+    dataset = load_dataset(config["dataset"], config["model"])
+    model, optimizer = build(config, dataset)
+    train_state = create_train_state(model, optimizer, jax.random.key(config["seed"]), dataset.input_shape)
+    history, epochs_done = History(), 0
+    if args.resume:
+        train_state, history, epochs_done = restore_run(out, train_state)
+        if epochs_done >= args.epochs and not args.quiet:
+            print(f"{out} has already trained {epochs_done} epochs (--epochs {args.epochs})", file=sys.stderr)
+    write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
+    train_state, history, seconds = fit_run(args, out, config, model, optimizer, train_state, history,
+                                            epochs_done, dataset)
+    return write_results(args, out, model, train_state, history, dataset, seconds)
+
+
 def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint_path = os.path.join(args.run_dir, CHECKPOINT)
     if not os.path.exists(checkpoint_path):
         raise CommandError(f"no checkpoint at {checkpoint_path}; is {args.run_dir} a run folder of `jaxnn train`?")
-    metadata = read_metadata(checkpoint_path)
-    config = metadata.get("config")
-    if not isinstance(config, dict):
-        raise CommandError(f"{checkpoint_path} was not written by `jaxnn train` (no config in its metadata)")
+    config, metadata = saved_settings(checkpoint_path)
     dataset = load_dataset(config["dataset"], config["model"])
     model, optimizer = build(config, dataset)
     template = create_train_state(model, optimizer, jax.random.key(0), dataset.input_shape)

@@ -16,12 +16,12 @@ Settings are checked when the factory is called: a setting that is not a real nu
 from __future__ import annotations
 
 import math
-from numbers import Real
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
+from jaxnn._checks import check_choice, check_real
 from jaxnn.core import compute_dtype
 
 Initializer = Callable[..., jax.Array]
@@ -58,24 +58,9 @@ def _sampling_dtype(dtype: jnp.dtype) -> jnp.dtype:
     return compute_dtype(dtype, jnp.float32)
 
 
-def _check_setting(factory: str, argument: str, value: Any) -> float:
-    """Returns ``value`` as a float; raises unless it is a finite real number (a bool is not)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(
-            f"{factory}: `{argument}` must be a real number, got {value!r} ({type(value).__name__})"
-        )
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float's range
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{factory}: `{argument}` (={value}) must be finite")
-    return number
-
-
 def constant(value: float) -> Initializer:
     """Fills the array with ``value``, a finite real number."""
-    value = _check_setting("constant", "value", value)
+    value = check_real(value, "value", "constant")
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -96,10 +81,8 @@ def ones() -> Initializer:
 
 def normal(stddev: float = 1.0, mean: float = 0.0) -> Initializer:
     """Draws from ``N(mean, stddev^2)``; ``stddev >= 0`` and ``mean`` are finite real numbers."""
-    stddev = _check_setting("normal", "stddev", stddev)
-    mean = _check_setting("normal", "mean", mean)
-    if stddev < 0:
-        raise ValueError(f"normal: `stddev` (={stddev}) must not be negative")
+    stddev = check_real(stddev, "stddev", "normal", low=0)
+    mean = check_real(mean, "mean", "normal")
 
     def init(key, shape, dtype=jnp.float32):
         dtype = _check_floating(dtype, "normal")
@@ -111,8 +94,8 @@ def normal(stddev: float = 1.0, mean: float = 0.0) -> Initializer:
 
 def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
     """Draws from ``U(low, high)``; ``low <= high`` are finite real numbers."""
-    low = _check_setting("uniform", "low", low)
-    high = _check_setting("uniform", "high", high)
+    low = check_real(low, "low", "uniform")
+    high = check_real(high, "high", "uniform")
     if not low <= high:
         raise ValueError(f"uniform: `low` (={low}) must not exceed `high` (={high})")
 
@@ -130,13 +113,9 @@ def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
     ``a = sqrt(3 * scale / n)``, which has the same variance. All the named schemes below are this
     one function with particular settings. ``scale`` is a finite, positive real number.
     """
-    scale = _check_setting("variance_scaling", "scale", scale)
-    if scale <= 0:
-        raise ValueError(f"variance_scaling: `scale` (={scale}) must be positive")
-    if mode not in ("fan_in", "fan_out", "fan_avg"):
-        raise ValueError(f"variance_scaling: `mode` must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
-    if distribution not in ("normal", "uniform"):
-        raise ValueError(f"variance_scaling: `distribution` must be 'normal' or 'uniform', got {distribution!r}")
+    scale = check_real(scale, "scale", "variance_scaling", low=0, low_open=True)
+    check_choice(mode, "mode", "variance_scaling", ("fan_in", "fan_out", "fan_avg"))
+    check_choice(distribution, "distribution", "variance_scaling", ("normal", "uniform"))
 
     def init(key, shape, dtype=jnp.float32):
         dtype = _check_floating(dtype, "variance_scaling")
@@ -198,7 +177,7 @@ def orthogonal(scale: float = 1.0) -> Initializer:
     standard normal matrix, with signs fixed by ``diag(R)`` so that the distribution is uniform
     (Haar) over orthogonal matrices. ``scale`` is a finite real number.
     """
-    scale = _check_setting("orthogonal", "scale", scale)
+    scale = check_real(scale, "scale", "orthogonal")
 
     def init(key, shape, dtype=jnp.float32):
         dtype = _check_floating(dtype, "orthogonal")

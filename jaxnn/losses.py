@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn._checks import check_real
+from jaxnn._targets import as_array, check_class_targets, check_floating, check_logits
 from jaxnn.core import compute_dtype, first_out_of_range
 from jaxnn.layers.activations import log_softmax
 
@@ -23,23 +25,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 # --------------------------------------------------------------------------------------------
-# Checks shared by losses and metrics.
-
-
-def _as_array(function: str, name: str, x: Any) -> Any:
-    """Returns ``x`` if it is an array (JAX, NumPy or traced), else converts it with ``jnp.asarray``.
-
-    Raises a ``TypeError`` for what is not an array of numbers (or booleans): ``None``, ragged
-    lists, strings, objects.
-    """
-    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-        try:
-            x = jnp.asarray(x)
-        except (TypeError, ValueError):
-            raise TypeError(f"{function}: {name} must be an array, got {type(x).__name__}") from None
-    if not (jnp.issubdtype(x.dtype, jnp.number) or jnp.issubdtype(x.dtype, jnp.bool_)):
-        raise TypeError(f"{function}: {name} must be an array of numbers, got dtype {x.dtype}")
-    return x
+# Checks of the losses' own arguments.
 
 
 def _check_reduction(function: str, reduction: Any) -> None:
@@ -48,15 +34,10 @@ def _check_reduction(function: str, reduction: Any) -> None:
         raise ValueError(f"{function}: reduction must be one of {allowed}, got {reduction!r}")
 
 
-def _check_real(function: str, name: str, x: Any) -> None:
-    """Raises a ``TypeError`` unless ``x`` holds integer or floating-point numbers."""
+def _check_numeric_dtype(function: str, name: str, x: Any) -> None:
+    """Raises a ``TypeError`` unless the array ``x`` holds integer or floating-point numbers."""
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
         raise TypeError(f"{function}: {name} must be integer or floating-point, got dtype {x.dtype}")
-
-
-def _check_floating(function: str, name: str, x: Any) -> None:
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{function}: {name} must be floating-point, got dtype {x.dtype}")
 
 
 def _check_same_shape(function: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
@@ -64,52 +45,6 @@ def _check_same_shape(function: str, a_name: str, a: Any, b_name: str, b: Any) -
         raise ValueError(
             f"{function}: {a_name} shape {tuple(a.shape)} and {b_name} shape {tuple(b.shape)} differ"
         )
-
-
-def _check_logits(function: str, logits: Any) -> None:
-    _check_floating(function, "logits", logits)
-    if logits.ndim == 0:
-        raise ValueError(f"{function}: logits must have a class axis (the last), got a scalar")
-
-
-def _check_class_targets(function: str, logits: Any, labels: Any) -> bool:
-    """Checks ``labels`` against ``logits`` of shape ``(*batch, classes)``.
-
-    Returns True for integer class ids (shape ``(*batch,)``), False for floating one-hot or
-    probability targets (shape ``(*batch, classes)``).
-    """
-    batch_shape, full_shape = tuple(logits.shape[:-1]), tuple(logits.shape)
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-        if tuple(labels.shape) != batch_shape:
-            hint = "; for one-hot targets pass a floating-point array" if tuple(labels.shape) == full_shape else ""
-            raise ValueError(
-                f"{function}: integer labels shape {tuple(labels.shape)} must equal "
-                f"logits.shape[:-1] {batch_shape} (logits shape {full_shape}){hint}"
-            )
-        _check_in_range(function, "label", labels, logits.shape[-1])
-        return True
-    if jnp.issubdtype(labels.dtype, jnp.floating):
-        if tuple(labels.shape) != full_shape:
-            raise ValueError(
-                f"{function}: floating-point labels (one-hot or probabilities) shape "
-                f"{tuple(labels.shape)} must equal logits shape {full_shape}"
-            )
-        return False
-    raise TypeError(
-        f"{function}: labels must be integer class ids or floating-point one-hot/probability "
-        f"targets, got dtype {labels.dtype}"
-    )
-
-
-def _check_in_range(function: str, what: str, values: Any, num_classes: int) -> None:
-    """On concrete arrays, raises a ``ValueError`` naming the first value outside ``[0, num_classes)``.
-
-    Tracers (inside ``jit``/``vmap``/``grad`` over ``values``) hold no values, so they are not checked.
-    """
-    found = first_out_of_range(values, 0, num_classes)
-    if found is not None:
-        index, value = found
-        raise ValueError(f"{function}: {what} {value} at index {index} is outside [0, {num_classes})")
 
 
 def _float_dtype(*dtypes) -> jnp.dtype:
@@ -136,10 +71,10 @@ def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
 
 def _regression_inputs(function: str, predictions: Any, targets: Any, reduction: Any):
     _check_reduction(function, reduction)
-    predictions = _as_array(function, "predictions", predictions)
-    targets = _as_array(function, "targets", targets)
-    _check_real(function, "predictions", predictions)
-    _check_real(function, "targets", targets)
+    predictions = as_array(function, "predictions", predictions)
+    targets = as_array(function, "targets", targets)
+    _check_numeric_dtype(function, "predictions", predictions)
+    _check_numeric_dtype(function, "targets", targets)
     _check_same_shape(function, "predictions", predictions, "targets", targets)
     dtype = _float_dtype(predictions.dtype, targets.dtype)
     return predictions.astype(dtype), targets.astype(dtype)
@@ -226,9 +161,9 @@ def binary_cross_entropy(logits: Any, targets: Any, *, reduction: str = "mean") 
     """
     function = "binary_cross_entropy"
     _check_reduction(function, reduction)
-    logits = _as_array(function, "logits", logits)
-    targets = _as_array(function, "targets", targets)
-    _check_floating(function, "logits", logits)
+    logits = as_array(function, "logits", logits)
+    targets = as_array(function, "targets", targets)
+    check_floating(function, "logits", logits)
     if not (jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)
             or targets.dtype == jnp.bool_):
         raise TypeError(f"{function}: targets must be probabilities in [0, 1], got dtype {targets.dtype}")
@@ -291,14 +226,11 @@ def cross_entropy(
     """
     function = "cross_entropy"
     _check_reduction(function, reduction)
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.number)):
-        raise TypeError(f"{function}: label_smoothing must be a Python float, got {label_smoothing!r}")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"{function}: label_smoothing must be in [0, 1], got {label_smoothing}")
-    logits = _as_array(function, "logits", logits)
-    labels = _as_array(function, "labels", labels)
-    _check_logits(function, logits)
-    integer_labels = _check_class_targets(function, logits, labels)
+    epsilon = check_real(label_smoothing, "label_smoothing", function, low=0, high=1)
+    logits = as_array(function, "logits", logits)
+    labels = as_array(function, "labels", labels)
+    check_logits(function, logits)
+    integer_labels = check_class_targets(function, logits, labels)
 
     dtype = _float_dtype(logits.dtype) if integer_labels else _float_dtype(logits.dtype, labels.dtype)
     log_probs = log_softmax(logits.astype(dtype), axis=-1)
@@ -310,8 +242,7 @@ def cross_entropy(
         loss = jnp.where(valid, -picked, jnp.asarray(jnp.nan, dtype))
     else:
         loss = -jnp.sum(labels.astype(dtype) * log_probs, axis=-1)
-    if label_smoothing:
-        epsilon = float(label_smoothing)
+    if epsilon:
         uniform = -jnp.mean(log_probs, axis=-1)
         loss = (1.0 - epsilon) * loss + epsilon * uniform
     return _reduce(loss, reduction)
@@ -343,9 +274,9 @@ def _penalty(function: str, params: PyTree, mask: Any, reduction: Any, term: Cal
     _check_reduction(function, reduction)
     leaves, structure = jax.tree_util.tree_flatten(params)
     flags = _mask_flags(function, params, structure, mask)
-    counted = [_as_array(function, "params leaf", leaf) for leaf, flag in zip(leaves, flags) if flag]
+    counted = [as_array(function, "params leaf", leaf) for leaf, flag in zip(leaves, flags) if flag]
     for leaf in counted:
-        _check_real(function, "params leaves", leaf)
+        _check_numeric_dtype(function, "params leaves", leaf)
     dtype = _float_dtype(*[leaf.dtype for leaf in counted])
     terms = [term(leaf.astype(dtype)) for leaf in counted]
     if reduction == "none":

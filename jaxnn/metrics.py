@@ -10,14 +10,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxnn.losses import _as_array, _check_class_targets, _check_in_range, _check_logits
+from jaxnn._checks import check_int, check_positive_int
+from jaxnn._targets import as_array, check_class_targets, check_in_range, check_logits
 
 
 def _class_ids(function: str, logits: Any, labels: Any) -> jax.Array:
     """Integer class ids from integer labels or one-hot targets, checked against ``logits``."""
-    if _check_class_targets(function, logits, labels):
+    if check_class_targets(function, logits, labels):
         return labels.astype(jnp.int32)
     return jnp.argmax(labels, axis=-1).astype(jnp.int32)
 
@@ -43,9 +43,9 @@ def accuracy(logits: Any, labels: Any) -> jax.Array:
         accuracy(jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0]))  # 0.5
     """
     function = "accuracy"
-    logits = _as_array(function, "logits", logits)
-    labels = _as_array(function, "labels", labels)
-    _check_logits(function, logits)
+    logits = as_array(function, "logits", logits)
+    labels = as_array(function, "labels", labels)
+    check_logits(function, logits)
     class_ids = _class_ids(function, logits, labels)
     predicted = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return jnp.mean((predicted == class_ids).astype(jnp.float32))
@@ -73,16 +73,15 @@ def top_k_accuracy(logits: Any, labels: Any, k: int = 5) -> jax.Array:
         top_k_accuracy(jnp.array([[3.0, 2.0, 1.0]]), jnp.array([1]), k=2)  # 1.0
     """
     function = "top_k_accuracy"
-    logits = _as_array(function, "logits", logits)
-    labels = _as_array(function, "labels", labels)
-    _check_logits(function, logits)
+    logits = as_array(function, "logits", logits)
+    labels = as_array(function, "labels", labels)
+    check_logits(function, logits)
     num_classes = logits.shape[-1]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"{function}: k must be a Python int, got {k!r}")
+    k = check_int(k, "k", function)
     if not 1 <= k <= num_classes:
-        raise ValueError(f"{function}: k (={k}) must be in [1, {num_classes}], the number of classes")
+        raise ValueError(f"{function}: `k` (={k}) must be in [1, {num_classes}], the number of classes")
     class_ids = _class_ids(function, logits, labels)
-    _, top_classes = jax.lax.top_k(logits, int(k))
+    _, top_classes = jax.lax.top_k(logits, k)
     hit = jnp.any(top_classes.astype(jnp.int32) == class_ids[..., None], axis=-1)
     return jnp.mean(hit.astype(jnp.float32))
 
@@ -111,16 +110,12 @@ def confusion_matrix(predictions: Any, labels: Any, num_classes: int) -> jax.Arr
         confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 0, 1]), 2)  # [[1, 1], [0, 1]]
     """
     function = "confusion_matrix"
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise TypeError(f"{function}: num_classes must be a Python int, got {num_classes!r}")
-    if num_classes < 1:
-        raise ValueError(f"{function}: num_classes must be at least 1, got {num_classes}")
-    num_classes = int(num_classes)
-    predictions = _as_array(function, "predictions", predictions)
-    labels = _as_array(function, "labels", labels)
+    num_classes = check_positive_int(num_classes, "num_classes", function)
+    predictions = as_array(function, "predictions", predictions)
+    labels = as_array(function, "labels", labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"{function}: labels must be integer class ids, got dtype {labels.dtype}")
-    _check_in_range(function, "label", labels, num_classes)
+    check_in_range(function, "label", labels, num_classes)
     if jnp.issubdtype(predictions.dtype, jnp.floating):
         expected = tuple(labels.shape) + (num_classes,)
         if tuple(predictions.shape) != expected:
@@ -135,7 +130,7 @@ def confusion_matrix(predictions: Any, labels: Any, num_classes: int) -> jax.Arr
                 f"{function}: predictions shape {tuple(predictions.shape)} and labels shape "
                 f"{tuple(labels.shape)} differ"
             )
-        _check_in_range(function, "prediction", predictions, num_classes)
+        check_in_range(function, "prediction", predictions, num_classes)
         predicted = predictions.astype(jnp.int32)
     else:
         raise TypeError(

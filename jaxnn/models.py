@@ -104,7 +104,7 @@ LAYOUT_SHAPES = {"flat": _flat, "image": _image, "sequence": _sequence}
 
 # name -> (builder(num_classes, input_shape) -> Layer, the per-example input layout it needs):
 # "flat" (features,), "image" (H, W, C) or (L, C), "sequence" (T, features).
-MODELS: dict[str, tuple[Callable[[int], Layer], str]] = {
+MODELS: dict[str, tuple[Callable[[int, tuple[int, ...]], Layer], str]] = {
     "mlp": (mlp, "flat"),
     "cnn": (cnn, "image"),
     "rnn": (rnn, "sequence"),

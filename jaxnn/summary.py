@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from jaxnn.core import Layer, _recorder, as_shape, count_parameters
+from jaxnn.core import Layer, as_shape, count_parameters, record_layers
 
 
 def _format_bytes(size: int) -> str:
@@ -36,11 +36,9 @@ def summary(model: Layer, input_shape) -> str:
     found = {}
 
     def shapes_only(key):
-        token = _recorder.set(rows)
-        try:
+        with record_layers() as recorded:
             output_shape, params, state = model.init(key, input_shape)
-        finally:
-            _recorder.reset(token)
+        rows.extend(recorded)
         found["output_shape"] = tuple(output_shape)
         return params, state
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn._checks import check_bool
+
 _INSTALL_HINT = 'jaxnn.viz needs matplotlib; install it with: pip install "jaxnn[viz]"'
 _VALIDATION_PREFIX = "val_"
 # Above this many classes, numbers written in the cells would overlap.
@@ -184,8 +186,7 @@ def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
     values = values.astype(np.float64)
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError("matrix must hold non-negative finite counts")
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    normalize = check_bool(normalize, "normalize", "plot_confusion_matrix")
     classes = values.shape[0]
     if class_names is None:
         labels = [str(i) for i in range(classes)]

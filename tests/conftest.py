@@ -1,6 +1,72 @@
-"""Test configuration: strict promotion so that silent broadcasting or dtype bugs fail loudly."""
+"""Test configuration: strict promotion so that silent broadcasting or dtype bugs fail loudly.
+
+Also the fixtures and assertions that several test files share; a test file imports the plain
+functions with ``from conftest import assert_bit_equal`` and enables a module fixture with
+``pytestmark = pytest.mark.usefixtures("fast_compilation")``.
+"""
 
 import jax
+import numpy as np
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture(scope="module")
+def fast_compilation():
+    """Compiling, not running, is what takes the time in the training tests: programs are small
+    and run for milliseconds, so XLA skips most optimizations for the whole module."""
+    saved = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", saved)
+
+
+def bits(leaf):
+    """The raw bits of a leaf, so that equality is bit equality (typed keys by their key data)."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    array = np.asarray(leaf)
+    return array.view(np.dtype(f"uint{8 * array.dtype.itemsize}"))
+
+
+def assert_bit_equal(expected, got):
+    """Same tree structure, and leaf by leaf the same type, dtype, shape and bits (NaN payloads
+    and the sign of zero included)."""
+    assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(got)
+    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
+        assert type(have) is type(want)
+        assert have.dtype == want.dtype and have.shape == want.shape
+        np.testing.assert_array_equal(bits(have), bits(want))
+
+
+def assert_trees_equal(expected, got):
+    """Same tree structure and equal values, whether the leaves are JAX or NumPy arrays."""
+    assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(got)
+    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
+        np.testing.assert_array_equal(np.asarray(have), np.asarray(want))
+
+
+def assert_trees_close(expected, got, atol=1e-6, rtol=1e-6):
+    """Same tree structure, and every leaf of ``got`` within ``atol + rtol * |expected|``."""
+    assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(got)
+    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
+        np.testing.assert_allclose(np.asarray(have), np.asarray(want), atol=atol, rtol=rtol)
+
+
+def classification_data(n, features=4, classes=3, seed=0):
+    """Labels from a random linear map of Gaussian inputs: learnable, and never degenerate."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, features)).astype(np.float32)
+    y = np.argmax(x @ rng.standard_normal((features, classes)), axis=1).astype(np.int32)
+    return x, y
+
+
+# Wall-clock measurements differ between runs; everything else in a history is reproducible.
+TIMING = ("epoch_seconds", "samples_per_second")
+
+
+def reproducible(history):
+    """A history (or its JSON) without the wall-clock measurements."""
+    return {name: values for name, values in history.items() if name not in TIMING}

@@ -15,16 +15,18 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import TIMING, reproducible
 from jax.experimental.compilation_cache import compilation_cache
 
+import jaxnn
 from jaxnn import data, optim
 from jaxnn.cli import main
 from jaxnn.models import mlp
 from jaxnn.train import History, create_train_state, read_metadata, restore_checkpoint
 
+pytestmark = pytest.mark.usefixtures("fast_compilation", "compilation_cache_on_disk")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Wall-clock measurements differ between runs; every other value in a history is reproducible.
-TIMING = ("epoch_seconds", "samples_per_second")
 # digits: 1797 images, 359 for testing, 10% of the other 1438 for validation: 1294 to train on,
 # in batches of 64.
 STEPS_PER_EPOCH = math.ceil(1294 / 64)
@@ -33,18 +35,14 @@ STEPS_PER_EPOCH = math.ceil(1294 / 64)
 CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation(tmp_path_factory):
-    """Compiling, not running, is what takes the time here: programs are small and run for
-    milliseconds. So XLA skips most optimizations, and as each command builds its model anew and
-    compiles the same programs as the last one, a disk cache lets it read them back."""
-    saved_flag = jax.config.read("jax_disable_most_optimizations")
+@pytest.fixture(scope="module")
+def compilation_cache_on_disk(tmp_path_factory):
+    """Each command builds its model anew and compiles the same programs as the last one: a disk
+    cache lets it read them back instead."""
     saved = {name: getattr(jax.config, name) for name in CACHE_SETTINGS}
-    jax.config.update("jax_disable_most_optimizations", True)
     jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     yield
-    jax.config.update("jax_disable_most_optimizations", saved_flag)
     for name, value in saved.items():
         jax.config.update(name, value)
     compilation_cache.reset_cache()
@@ -53,10 +51,6 @@ def fast_compilation(tmp_path_factory):
 def read_json(path):
     with open(path) as file:
         return json.load(file)
-
-
-def reproducible(history):
-    return {name: values for name, values in history.items() if name not in TIMING}
 
 
 def snapshot(directory):
@@ -135,6 +129,32 @@ def test_test_metrics_match_the_checkpoint_by_hand(digits_run):
     metrics = read_json(out / "metrics.json")
     assert metrics["test_accuracy"] == pytest.approx(np.mean(np.argmax(logits, axis=1) == dataset.y_test))
     assert metrics["test_loss"] == pytest.approx(losses.mean(), rel=1e-4)
+
+
+def test_confusion_matrix_comes_from_the_pass_that_gives_the_test_accuracy(tmp_path, monkeypatch):
+    from jaxnn import viz
+
+    plotted, evaluations = [], []
+    plot_confusion_matrix, evaluate = viz.plot_confusion_matrix, jaxnn.cli.evaluate
+
+    def record_plot(confusion, path, **options):
+        plotted.append(np.asarray(confusion))
+        return plot_confusion_matrix(confusion, path, **options)
+
+    def record_evaluation(*args, **options):
+        evaluations.append(options)
+        return evaluate(*args, **options)
+
+    monkeypatch.setattr(viz, "plot_confusion_matrix", record_plot)
+    monkeypatch.setattr(jaxnn.cli, "evaluate", record_evaluation)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+
+    assert len(evaluations) == 1  # the test set is evaluated once
+    (confusion,) = plotted
+    assert confusion.shape == (10, 10) and confusion.sum() == 359
+    # Predictions and accuracy from one pass agree exactly, not just to rounding.
+    assert np.trace(confusion) / 359 == read_json(out / "metrics.json")["test_accuracy"]
 
 
 def test_evaluate_reproduces_the_test_metrics(digits_run, capsys):

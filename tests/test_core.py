@@ -176,11 +176,12 @@ def test_static_is_structure_not_a_leaf():
     )
 
 
-def test_layer_is_a_named_tuple_of_name_init_apply():
+def test_layer_is_a_named_tuple_of_name_init_apply_options():
     layer = Dense(2)
     assert isinstance(layer, Layer)
-    name, init, apply = layer
-    assert name == "dense" and callable(init) and callable(apply)
+    name, init, apply, options = layer
+    assert name == "dense" and callable(init) and callable(apply) and options == ()
+    assert Layer("custom", init, apply).options == ()
 
 
 def test_model_composes_with_jit_grad_and_vmap():

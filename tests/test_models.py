@@ -11,19 +11,11 @@ import pytest
 import jaxnn
 from jaxnn.models import LAYOUT_SHAPES, MODELS
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
+
 # Per-example shapes of the bundled datasets: digits, mnist1d, moons and spirals, MNIST-format IDX.
 DATASET_SHAPES = {"digits": (64,), "mnist1d": (40,), "moons": (2,), "idx": (28, 28, 1)}
 NUM_CLASSES = 7  # not 10 or 2, so a hard-coded class count would show
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Compiling, not running, is what takes the time here: programs are small and run for
-    milliseconds, so XLA skips most optimizations."""
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
 
 
 def test_layout_shapes_by_hand():

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.data.checks import as_numeric_array, fraction_count, make_rng, positive_int
+from jaxnn._checks import check_bool, check_int, check_positive_int
+from jaxnn.data.checks import as_numeric_array, fraction_count, make_rng
 
 
 def num_batches(num_examples: int, batch_size: int, *, drop_remainder: bool = False) -> int:
@@ -29,12 +30,11 @@ def num_batches(num_examples: int, batch_size: int, *, drop_remainder: bool = Fa
       An int.
     """
     function = "num_batches"
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples < 0:
-        raise TypeError(f"{function}: num_examples must be a non-negative int, got {num_examples!r}")
-    batch_size = positive_int(batch_size, "batch_size", function)
+    num_examples = check_int(num_examples, "num_examples", function, low=0)
+    batch_size = check_positive_int(batch_size, "batch_size", function)
     if drop_remainder:
-        return int(num_examples) // batch_size
-    return math.ceil(int(num_examples) / batch_size)
+        return num_examples // batch_size
+    return math.ceil(num_examples / batch_size)
 
 
 def batches(
@@ -90,10 +90,9 @@ def batches(
                 f"{function}: x and y must hold the same number of examples, got x of shape {x.shape} "
                 f"and y of shape {y.shape}"
             )
-    batch_size = positive_int(batch_size, "batch_size", function)
-    for argument, flag in (("shuffle", shuffle), ("drop_remainder", drop_remainder)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{function}: {argument} must be True or False, got {flag!r}")
+    batch_size = check_positive_int(batch_size, "batch_size", function)
+    shuffle = check_bool(shuffle, "shuffle", function)
+    drop_remainder = check_bool(drop_remainder, "drop_remainder", function)
     count = x.shape[0]
     if drop_remainder and count < batch_size:
         raise ValueError(
@@ -153,8 +152,7 @@ def train_val_split(
         )
     val_count = fraction_count(val_fraction, x.shape[0], "val_fraction", function)
     rng = make_rng(seed, "seed", function)
-    if not isinstance(stratify, (bool, np.bool_)):
-        raise TypeError(f"{function}: stratify must be True or False, got {stratify!r}")
+    stratify = check_bool(stratify, "stratify", function)
     if stratify:
         if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
             raise TypeError(
@@ -244,11 +242,10 @@ def kfold(
                 f"{function}: data must be a number of examples or an array of them, got a scalar"
             )
         total = int(shape[0])
-    k = positive_int(k, "k", function)
+    k = check_positive_int(k, "k", function)
     if not 2 <= k <= total:
         raise ValueError(f"{function}: k must be in [2, N] = [2, {total}], got {k}")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"{function}: shuffle must be True or False, got {shuffle!r}")
+    shuffle = check_bool(shuffle, "shuffle", function)
     if shuffle and seed is None:
         raise ValueError(f"{function}: shuffle=True needs a seed, e.g. seed=0, or pass shuffle=False")
     order = make_rng(seed, "seed", function).permutation(total) if shuffle else np.arange(total)

@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxnn._checks import check_positive_int
+
 
 def check_dataset(
     x: Any,
@@ -73,7 +75,7 @@ def check_dataset(
             )
     check_finite(x, f"{name} x")
     if num_classes is not None:
-        num_classes = positive_int(num_classes, "num_classes", "check_dataset")
+        num_classes = check_positive_int(num_classes, "num_classes", "check_dataset")
     if y is None:
         return
     y = as_numeric_array(y, f"{name} y")
@@ -145,15 +147,6 @@ def as_numeric_array(value: Any, what: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Argument checks shared by the data functions.
-
-
-def positive_int(value: Any, argument: str, function: str) -> int:
-    """Returns ``value`` as an int if it is a positive integer, else raises naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{function}: {argument} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{function}: {argument} must be a positive int, got {value}")
-    return int(value)
 
 
 def fraction_count(fraction: Any, total: int, argument: str, function: str) -> int:

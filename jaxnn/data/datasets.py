@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-import numbers
 import os
 import random
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxnn.data.batching import stratified_split
-from jaxnn.data.checks import check_dataset, fraction_count, make_rng, positive_int
+from jaxnn._checks import check_bool, check_int, check_positive_int, check_real
+from jaxnn.data.checks import check_dataset, fraction_count, make_rng
 from jaxnn.data.idx import load_idx
 
 _INSTALL_HINT = 'pip install "jaxnn[data]"'
@@ -107,18 +107,6 @@ def _import_optional(module: str, package: str, function: str) -> Any:
         ) from error
 
 
-def _check_flag(value: Any, argument: str, function: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{function}: {argument} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_noise(noise: Any, function: str) -> float:
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0:
-        raise ValueError(f"{function}: noise must be a non-negative float, got {noise!r}")
-    return float(noise)
-
-
 def _seed(seed: Any, function: str) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"{function}: seed must be a non-negative int, got {seed!r}")
@@ -161,7 +149,7 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0, image: bool = False) ->
       A :class:`Dataset` named ``"digits"``.
     """
     function = "digits"
-    image = _check_flag(image, "image", function)
+    image = check_bool(image, "image", function)
     seed = _seed(seed, function)
     _import_optional("sklearn.datasets", "scikit-learn", function)
     x, y = _digits_arrays()
@@ -226,8 +214,8 @@ def mnist1d(*, sequence: bool = False, num_samples: int = 5000, seed: int = 42) 
       A :class:`Dataset` named ``"mnist1d"``.
     """
     function = "mnist1d"
-    sequence = _check_flag(sequence, "sequence", function)
-    num_samples = positive_int(num_samples, "num_samples", function)
+    sequence = check_bool(sequence, "sequence", function)
+    num_samples = check_positive_int(num_samples, "num_samples", function)
     if num_samples < 10:
         raise ValueError(f"{function}: num_samples must be at least 10 (one per class), got {num_samples}")
     seed = _seed(seed, function)
@@ -263,8 +251,8 @@ def moons(n: int = 1000, noise: float = 0.1, seed: int = 0, *, test_fraction: fl
       A :class:`Dataset` named ``"moons"``, inputs of shape ``(2,)``.
     """
     function = "moons"
-    n = positive_int(n, "n", function)
-    noise = _check_noise(noise, function)
+    n = check_positive_int(n, "n", function)
+    noise = check_real(noise, "noise", function, low=0)
     seed = _seed(seed, function)
     test_count = fraction_count(test_fraction, n, "test_fraction", function)
     datasets = _import_optional("sklearn.datasets", "scikit-learn", function)
@@ -302,13 +290,11 @@ def spirals(n: int = 600, classes: int = 3, noise: float = 0.2, seed: int = 0, *
       A :class:`Dataset` named ``"spirals"``, inputs of shape ``(2,)``.
     """
     function = "spirals"
-    n = positive_int(n, "n", function)
-    classes = positive_int(classes, "classes", function)
-    if classes < 2:
-        raise ValueError(f"{function}: classes must be at least 2, got {classes}")
+    n = check_positive_int(n, "n", function)
+    classes = check_int(classes, "classes", function, low=2)
     if n < 2 * classes:
         raise ValueError(f"{function}: n must be at least 2 * classes = {2 * classes}, got {n}")
-    noise = _check_noise(noise, function)
+    noise = check_real(noise, "noise", function, low=0)
     seed = _seed(seed, function)
     test_count = fraction_count(test_fraction, n, "test_fraction", function)
     rng = make_rng(seed, "seed", function)
@@ -390,7 +376,7 @@ def idx_dataset(
         ``[0, num_classes)``.
     """
     function = "idx_dataset"
-    flatten = _check_flag(flatten, "flatten", function)
+    flatten = check_bool(flatten, "flatten", function)
     directory = os.path.expanduser(os.fspath(directory))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{function}: {directory} is not a directory")
@@ -416,7 +402,7 @@ def idx_dataset(
         arrays[f"y_{split}"] = labels.astype(np.int32)
     if num_classes is None:
         num_classes = int(max(arrays["y_train"].max(initial=0), arrays["y_test"].max(initial=0))) + 1
-    num_classes = positive_int(num_classes, "num_classes", function)
+    num_classes = check_positive_int(num_classes, "num_classes", function)
     shape = "x".join(str(size) for size in arrays["x_train"].shape[1:])
     scaling = "uint8 pixels scaled to [0, 1]" if scaled else "values unscaled"
     return _dataset(

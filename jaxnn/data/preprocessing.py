@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxnn.data.checks import as_numeric_array, check_finite, check_labels, positive_int
+from jaxnn._checks import check_positive_int, check_real, is_int
+from jaxnn.data.checks import as_numeric_array, check_finite, check_labels
 
 
 class Standardizer(NamedTuple):
@@ -74,8 +74,8 @@ def standardize(train: Any, *others: Any, axis: int | tuple[int, ...] = 0, eps: 
     if train.ndim == 0 or train.shape[0] == 0:
         raise ValueError(f"{function}: train must hold at least one example, got shape {train.shape}")
     check_finite(train, f"{function}: train")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"{function}: eps must be a non-negative float, got {eps!r}")
+    # An infinite eps is allowed: it centers every feature without scaling any.
+    eps = check_real(eps, "eps", function, low=0, finite=False)
     axes = _pooled_axes(axis, train.ndim, function)
     values = train.astype(np.float64)
     mean = values.mean(axis=axes, keepdims=True)
@@ -97,7 +97,7 @@ def standardize(train: Any, *others: Any, axis: int | tuple[int, ...] = 0, eps: 
 
 def _pooled_axes(axis: Any, ndim: int, function: str) -> tuple[int, ...]:
     axes = axis if isinstance(axis, tuple) else (axis,)
-    if not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes):
+    if not all(is_int(a) for a in axes):
         raise TypeError(f"{function}: axis must be an int or a tuple of ints, got {axis!r}")
     normalized = tuple(sorted({int(a) % ndim if -ndim <= a < ndim else -1 for a in axes}))
     if -1 in normalized:
@@ -130,7 +130,7 @@ def one_hot(labels: Any, num_classes: int, *, dtype: Any = np.float32) -> np.nda
       An array of shape ``(*labels.shape, num_classes)`` and dtype ``dtype``.
     """
     function = "one_hot"
-    num_classes = positive_int(num_classes, "num_classes", function)
+    num_classes = check_positive_int(num_classes, "num_classes", function)
     labels = as_numeric_array(labels, f"{function}: labels")
     check_labels(labels, num_classes, f"{function} labels", vector=False)
     flat = labels.reshape(-1)

@@ -1,77 +1,20 @@
-"""Layers: each constructor returns a :class:`jaxnn.core.Layer` (an ``init``/``apply`` pair)."""
+"""Layers: each constructor returns a :class:`jaxnn.core.Layer` (an ``init``/``apply`` pair).
 
-from jaxnn.layers.activations import (
-    Elu,
-    Gelu,
-    LeakyRelu,
-    LogSoftmax,
-    Relu,
-    Sigmoid,
-    Softmax,
-    Swish,
-    Tanh,
-    elu,
-    gelu,
-    leaky_relu,
-    log_softmax,
-    relu,
-    sigmoid,
-    softmax,
-    swish,
-    tanh,
-)
-from jaxnn.layers.attention import (
-    LearnedPositionalEmbedding,
-    MultiHeadAttention,
-    SinusoidalPositionalEmbedding,
-    TransformerEncoderBlock,
-)
-from jaxnn.layers.conv import Conv1D, Conv2D
-from jaxnn.layers.dense import Dense, Embedding, Flatten, Reshape
-from jaxnn.layers.dropout import Dropout
-from jaxnn.layers.normalization import BatchNorm, LayerNorm
-from jaxnn.layers.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
-from jaxnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+One module per family of layers; each lists what it exports in ``__all__``, and this package
+exports exactly those names. A new layer is its module's definition and an ``__all__`` entry.
+"""
 
-__all__ = [
-    "GRU",
-    "LSTM",
-    "AvgPool1D",
-    "AvgPool2D",
-    "BatchNorm",
-    "Bidirectional",
-    "Conv1D",
-    "Conv2D",
-    "Dense",
-    "Dropout",
-    "Elu",
-    "Embedding",
-    "Flatten",
-    "Gelu",
-    "GlobalAvgPool",
-    "LayerNorm",
-    "LeakyRelu",
-    "LearnedPositionalEmbedding",
-    "LogSoftmax",
-    "MaxPool1D",
-    "MaxPool2D",
-    "MultiHeadAttention",
-    "Relu",
-    "Reshape",
-    "Sigmoid",
-    "SimpleRNN",
-    "SinusoidalPositionalEmbedding",
-    "Softmax",
-    "Swish",
-    "Tanh",
-    "TransformerEncoderBlock",
-    "elu",
-    "gelu",
-    "leaky_relu",
-    "log_softmax",
-    "relu",
-    "sigmoid",
-    "softmax",
-    "swish",
-    "tanh",
-]
+from jaxnn.layers import activations, attention, conv, dense, dropout, normalization, pooling, recurrent
+from jaxnn.layers.activations import *  # noqa: F403
+from jaxnn.layers.attention import *  # noqa: F403
+from jaxnn.layers.conv import *  # noqa: F403
+from jaxnn.layers.dense import *  # noqa: F403
+from jaxnn.layers.dropout import *  # noqa: F403
+from jaxnn.layers.normalization import *  # noqa: F403
+from jaxnn.layers.pooling import *  # noqa: F403
+from jaxnn.layers.recurrent import *  # noqa: F403
+
+__all__ = sorted(
+    activations.__all__ + attention.__all__ + conv.__all__ + dense.__all__ + dropout.__all__
+    + normalization.__all__ + pooling.__all__ + recurrent.__all__
+)

@@ -9,13 +9,13 @@ x64 on). The layers accept floating-point inputs only.
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnn._checks import check_real
 from jaxnn.core import (
     Layer,
     LayerTypeError,
@@ -26,6 +26,27 @@ from jaxnn.core import (
     compute_dtype,
     make_layer,
 )
+
+__all__ = [
+    "Elu",
+    "Gelu",
+    "LeakyRelu",
+    "LogSoftmax",
+    "Relu",
+    "Sigmoid",
+    "Softmax",
+    "Swish",
+    "Tanh",
+    "elu",
+    "gelu",
+    "leaky_relu",
+    "log_softmax",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "swish",
+    "tanh",
+]
 
 # --------------------------------------------------------------------------------------------
 # Functions.
@@ -165,15 +186,6 @@ def _activation_layer(name: str, function: Callable, axis: int | None = None) ->
     return make_layer(name, init, apply)
 
 
-def _check_real(constructor: str, argument: str, value) -> None:
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise LayerTypeError(
-            f"{constructor}: `{argument}` must be a real number, got {value!r} ({type(value).__name__})"
-        )
-    if not math.isfinite(value):
-        raise LayerValueError(f"{constructor}: `{argument}` (={value}) must be finite")
-
-
 def _check_negative_axis(constructor: str, axis) -> None:
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise LayerTypeError(f"{constructor}: `axis` must be an int, got {axis!r} ({type(axis).__name__})")
@@ -201,7 +213,7 @@ def Tanh() -> Layer:
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """Layer applying :func:`leaky_relu`: ``y = max(0, x) + negative_slope * min(0, x)``."""
-    _check_real("LeakyRelu", "negative_slope", negative_slope)
+    check_real(negative_slope, "negative_slope", "LeakyRelu")
     return _activation_layer("leaky_relu", lambda x: leaky_relu(x, negative_slope))
 
 
@@ -235,7 +247,7 @@ def Gelu(approximate: bool = False) -> Layer:
 
 def Elu(alpha: float = 1.0) -> Layer:
     """Layer applying :func:`elu`: ``y = x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
-    _check_real("Elu", "alpha", alpha)
+    check_real(alpha, "alpha", "Elu")
     if alpha <= 0:
         raise LayerValueError(f"Elu: `alpha` (={alpha}) must be positive")
     return _activation_layer("elu", lambda x: elu(x, alpha))

@@ -5,7 +5,6 @@ sinusoidal and learned positional embeddings, and the transformer encoder block 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import jax
@@ -14,13 +13,13 @@ import numpy as np
 from jax import lax
 
 from jaxnn import init as initializers
+from jaxnn._checks import check_bool, check_positive_int, check_real
 from jaxnn.core import (
     Layer,
     LayerTypeError,
     LayerValueError,
     as_shape,
     check_array,
-    check_bool,
     check_entries,
     check_entry,
     check_floating,
@@ -34,18 +33,16 @@ from jaxnn.core import (
     split_key,
 )
 from jaxnn.layers.activations import Gelu
-from jaxnn.layers.dense import Dense, _check_positive_int
+from jaxnn.layers.dense import Dense
 from jaxnn.layers.dropout import Dropout
 from jaxnn.layers.normalization import LayerNorm
-from jaxnn.layers.recurrent import _layer_with_options  # for apply's `mask` option
 
-
-def _check_rate(rate: Any, constructor: str) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise LayerTypeError(f"{constructor}: `dropout` must be a number in [0, 1), got {rate!r}")
-    if not 0 <= rate < 1:
-        raise LayerValueError(f"{constructor}: `dropout` (={rate!r}) must be in [0, 1)")
-    return float(rate)
+__all__ = [
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "SinusoidalPositionalEmbedding",
+    "TransformerEncoderBlock",
+]
 
 
 def _check_sequence(x: Any) -> jax.Array:
@@ -111,9 +108,9 @@ def MultiHeadAttention(
         ``in_proj_weight``) and zero biases by default.
       param_dtype: dtype of the parameters.
     """
-    heads = _check_positive_int(heads, "heads", "MultiHeadAttention")
+    heads = check_positive_int(heads, "heads", "MultiHeadAttention")
     causal = check_bool(causal, "causal", "MultiHeadAttention")
-    rate = _check_rate(dropout, "MultiHeadAttention")
+    rate = check_real(dropout, "dropout", "MultiHeadAttention", low=0.0, high=1.0, high_open=True)
     check_initializer(w_init, "w_init", "MultiHeadAttention")
     check_initializer(b_init, "b_init", "MultiHeadAttention")
     param_dtype = check_param_dtype(param_dtype, "MultiHeadAttention")
@@ -157,7 +154,7 @@ def MultiHeadAttention(
         y = _run("o", projection(features), params["o"], attended.astype(projected_dtype))
         return y, state
 
-    return _layer_with_options("attention", init, apply)
+    return make_layer("multi_head_attention", init, apply, options=("mask",))
 
 
 def _check_features_match(projection_params, features: int) -> None:
@@ -235,7 +232,7 @@ def SinusoidalPositionalEmbedding() -> Layer:
         table = jnp.asarray(_sinusoid_table(x.shape[-2], x.shape[-1]), wide)
         return (x.astype(wide) + lax.broadcast_to_rank(table, x.ndim)).astype(x.dtype), state
 
-    return make_layer("sinusoidal_embedding", init, apply)
+    return make_layer("sinusoidal_positional_embedding", init, apply)
 
 
 def LearnedPositionalEmbedding(
@@ -255,7 +252,7 @@ def LearnedPositionalEmbedding(
       table_init: initializer of ``table``.
       param_dtype: dtype of ``table``.
     """
-    max_length = _check_positive_int(max_length, "max_length", "LearnedPositionalEmbedding")
+    max_length = check_positive_int(max_length, "max_length", "LearnedPositionalEmbedding")
     check_initializer(table_init, "table_init", "LearnedPositionalEmbedding")
     param_dtype = check_param_dtype(param_dtype, "LearnedPositionalEmbedding")
 
@@ -279,7 +276,7 @@ def LearnedPositionalEmbedding(
         rows = lax.broadcast_to_rank(table[: x.shape[-2]].astype(dtype), x.ndim)
         return x.astype(dtype) + rows, state
 
-    return make_layer("positional_embedding", init, apply)
+    return make_layer("learned_positional_embedding", init, apply)
 
 
 def TransformerEncoderBlock(
@@ -306,7 +303,7 @@ def TransformerEncoderBlock(
     :func:`LayerNorm`, ``dense_1`` maps ``D`` to ``mlp_ratio * D`` and ``dense_2`` back, ``gelu`` is
     the exact GELU and ``drop`` is :func:`Dropout` ``(dropout)``, active only with ``train=True``
     (which then needs ``key``). Params ``{"norm_1", "attention", "norm_2", "dense_1", "dense_2"}``,
-    each those of that layer; errors name the child, e.g. ``"transformer_block/attention: ..."``.
+    each those of that layer; errors name the child, e.g. ``"transformer_encoder_block/attention: ..."``.
 
     ``apply(params, state, x, *, key=None, train=False, mask=None)``: ``mask`` is passed to the
     attention (boolean ``(*batch, T)``, True for real tokens).
@@ -318,9 +315,9 @@ def TransformerEncoderBlock(
       causal: whether position ``t`` attends only to positions ``<= t``.
       pre_norm: normalize before each sublayer (True) or after each residual sum (False).
     """
-    heads = _check_positive_int(heads, "heads", "TransformerEncoderBlock")
-    mlp_ratio = _check_positive_int(mlp_ratio, "mlp_ratio", "TransformerEncoderBlock")
-    rate = _check_rate(dropout, "TransformerEncoderBlock")
+    heads = check_positive_int(heads, "heads", "TransformerEncoderBlock")
+    mlp_ratio = check_positive_int(mlp_ratio, "mlp_ratio", "TransformerEncoderBlock")
+    rate = check_real(dropout, "dropout", "TransformerEncoderBlock", low=0.0, high=1.0, high_open=True)
     causal = check_bool(causal, "causal", "TransformerEncoderBlock")
     pre_norm = check_bool(pre_norm, "pre_norm", "TransformerEncoderBlock")
     attention = MultiHeadAttention(heads, causal=causal, dropout=rate)
@@ -374,4 +371,4 @@ def TransformerEncoderBlock(
             y = run("norm_2", add(x, mlp(x)))
         return y, state
 
-    return _layer_with_options("transformer_block", init, apply)
+    return make_layer("transformer_encoder_block", init, apply, options=("mask",))

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import init as initializers
+from jaxnn._checks import check_bool, check_positive_int
 from jaxnn.core import (
     LayerTypeError,
     LayerValueError,
     Layer,
     Static,
     as_shape,
+    batch_shape,
     check_array,
-    check_bool,
     check_entries,
     check_entry,
     check_initializer,
@@ -32,13 +33,7 @@ from jaxnn.core import (
     make_layer,
 )
 
-
-def _check_positive_int(value, argument: str, layer: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise LayerTypeError(f"{layer}: `{argument}` must be a positive int, got {value!r}")
-    if value <= 0:
-        raise LayerValueError(f"{layer}: `{argument}` (={value}) must be a positive int")
-    return int(value)
+__all__ = ["Dense", "Embedding", "Flatten", "Reshape"]
 
 
 def Dense(
@@ -61,7 +56,7 @@ def Dense(
       param_dtype: dtype of the parameters. Inputs of another floating dtype are computed in the
         promoted dtype of the two.
     """
-    features = _check_positive_int(features, "features", "Dense")
+    features = check_positive_int(features, "features", "Dense")
     use_bias = check_bool(use_bias, "use_bias", "Dense")
     check_initializer(w_init, "w_init", "Dense")
     check_initializer(b_init, "b_init", "Dense")
@@ -110,8 +105,8 @@ def Flatten() -> Layer:
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
         x = check_array(x)
-        batch_shape = _batch_shape(x, state)
-        return x.reshape(batch_shape + (math.prod(x.shape[len(batch_shape):]),)), state
+        batch_axes = batch_shape(x, state)
+        return x.reshape(batch_axes + (math.prod(x.shape[len(batch_axes):]),)), state
 
     return make_layer("flatten", init, apply)
 
@@ -149,27 +144,10 @@ def Reshape(shape: Sequence[int]) -> Layer:
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
         x = check_array(x)
-        batch_shape = _batch_shape(x, state)
-        return x.reshape(batch_shape + output_shape_for(x.shape[len(batch_shape):])), state
+        batch_axes = batch_shape(x, state)
+        return x.reshape(batch_axes + output_shape_for(x.shape[len(batch_axes):])), state
 
     return make_layer("reshape", init, apply)
-
-
-def _batch_shape(x, state) -> tuple[int, ...]:
-    """The batch axes of ``x``: those before the per-example input shape that ``init`` recorded.
-
-    Without a recorded shape (a state built by hand), the first axis is the batch axis.
-    """
-    recorded = state.get("input_shape") if isinstance(state, Mapping) else None
-    if not isinstance(recorded, Static):
-        if x.ndim < 1:
-            raise LayerValueError(
-                "state lacks the input shape recorded by init, and without it the input needs a "
-                f"batch axis; got shape {x.shape}. Pass the state returned by init"
-            )
-        return x.shape[:1]
-    check_trailing_shape(x, recorded.value)
-    return x.shape[: x.ndim - len(recorded.value)]
 
 
 def Embedding(
@@ -186,8 +164,8 @@ def Embedding(
     appends a ``features`` axis. On concrete inputs an id outside ``[0, vocab_size)`` raises a
     ``ValueError``; under ``jit`` ids cannot be checked and out-of-range ids are clamped.
     """
-    vocab_size = _check_positive_int(vocab_size, "vocab_size", "Embedding")
-    features = _check_positive_int(features, "features", "Embedding")
+    vocab_size = check_positive_int(vocab_size, "vocab_size", "Embedding")
+    features = check_positive_int(features, "features", "Embedding")
     check_initializer(table_init, "table_init", "Embedding")
     param_dtype = check_param_dtype(param_dtype, "Embedding")
 

@@ -19,6 +19,8 @@ from jaxnn.core import (
     make_layer,
 )
 
+__all__ = ["Dropout"]
+
 
 def Dropout(rate: float) -> Layer:
     """Drops each element with probability ``rate`` in training (inverted dropout).

@@ -7,14 +7,13 @@ their statistics in at least float32, whatever the input dtype.
 from __future__ import annotations
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 
+from jaxnn._checks import check_real
 from jaxnn.core import (
     Layer,
-    LayerTypeError,
     LayerValueError,
     as_shape,
     check_array,
@@ -22,6 +21,7 @@ from jaxnn.core import (
     check_entry,
     check_initializer,
     check_floating,
+    check_param_dtype,
     check_min_ndim,
     check_trailing_shape,
     compute_dtype,
@@ -31,13 +31,15 @@ from jaxnn.core import (
 from jaxnn.init import Initializer, ones, zeros
 
 
-def _check_constructor_arguments(name: str, eps: float, scale_init, bias_init) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise LayerTypeError(f"{name}: `eps` must be a positive number, got {eps!r}")
-    if not 0 < eps < math.inf:
-        raise LayerValueError(f"{name}: `eps` (={eps}) must be positive and finite")
+__all__ = ["BatchNorm", "LayerNorm"]
+
+
+def _check_constructor_arguments(name: str, eps: float, scale_init, bias_init, param_dtype) -> jnp.dtype:
+    """Checks the arguments both layers take; returns ``param_dtype`` as a dtype."""
+    check_real(eps, "eps", name, low=0.0, low_open=True)
     check_initializer(scale_init, "scale_init", name)
     check_initializer(bias_init, "bias_init", name)
+    return check_param_dtype(param_dtype, name)
 
 
 def _checked_input_and_params(x, params) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -62,11 +64,12 @@ def _mean_and_variance(x: jax.Array, axis: tuple[int, ...]) -> tuple[jax.Array, 
     return mean, variance
 
 
-def _scale_and_bias(key, features: int, scale_init: Initializer, bias_init: Initializer) -> dict:
+def _scale_and_bias(key, features: int, scale_init: Initializer, bias_init: Initializer,
+                    param_dtype: jnp.dtype) -> dict:
     scale_key, bias_key = jax.random.split(key)
     return {
-        "scale": scale_init(scale_key, (features,), jnp.float32),
-        "bias": bias_init(bias_key, (features,), jnp.float32),
+        "scale": scale_init(scale_key, (features,), param_dtype),
+        "bias": bias_init(bias_key, (features,), param_dtype),
     }
 
 
@@ -77,10 +80,12 @@ def _normalize(x, mean, variance, eps: float, scale, bias) -> jax.Array:
 
 
 def BatchNorm(
+    *,
     momentum: float = 0.9,
     eps: float = 1e-5,
     scale_init: Initializer = ones(),
     bias_init: Initializer = zeros(),
+    param_dtype=jnp.float32,
 ) -> Layer:
     """Batch normalization over every axis but the last (features), with running statistics.
 
@@ -108,10 +113,14 @@ def BatchNorm(
     Under ``vmap`` each mapped call sees only its own slice, so in training the statistics would be
     per example; ``vmap`` over examples (per-example gradients) is meant for ``train=False``.
 
+    Every argument is keyword-only: PyTorch's first positional argument is the number of
+    features, which jaxnn infers, so ``BatchNorm(64)`` is an error rather than ``momentum=64``.
+
     Args:
       momentum: weight of the old running statistics in each update, in ``[0, 1]``.
       eps: added to the variance before the square root, ``> 0``.
       scale_init, bias_init: initializers of ``scale`` and ``bias``.
+      param_dtype: dtype of ``scale`` and ``bias``; the running statistics are float32.
 
     Example::
 
@@ -120,17 +129,14 @@ def BatchNorm(
         y, state = layer.apply(params, state, images, train=True)   # images: (N, 32, 32, 16)
         y, _ = layer.apply(params, state, images)                    # eval: running statistics
     """
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise LayerTypeError(f"BatchNorm: `momentum` must be a number in [0, 1], got {momentum!r}")
-    if not 0 <= momentum <= 1:
-        raise LayerValueError(f"BatchNorm: `momentum` (={momentum}) must be in [0, 1]")
-    _check_constructor_arguments("BatchNorm", eps, scale_init, bias_init)
+    momentum = check_real(momentum, "momentum", "BatchNorm", low=0.0, high=1.0)
+    param_dtype = _check_constructor_arguments("BatchNorm", eps, scale_init, bias_init, param_dtype)
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
         check_min_ndim(shape, 1, "(..., features)")
         features = shape[-1]
-        params = _scale_and_bias(key, features, scale_init, bias_init)
+        params = _scale_and_bias(key, features, scale_init, bias_init, param_dtype)
         state = {
             "mean": jnp.zeros((features,), jnp.float32),
             "var": jnp.ones((features,), jnp.float32),
@@ -167,13 +173,15 @@ def BatchNorm(
         y = _normalize(x_compute, mean, variance, eps, scale, bias)
         return y.astype(x.dtype), new_state
 
-    return make_layer("batchnorm", init, apply)
+    return make_layer("batch_norm", init, apply)
 
 
 def LayerNorm(
+    *,
     eps: float = 1e-5,
     scale_init: Initializer = ones(),
     bias_init: Initializer = zeros(),
+    param_dtype=jnp.float32,
 ) -> Layer:
     """Layer normalization over the last axis, as PyTorch's ``LayerNorm(normalized_shape=C)``.
 
@@ -187,17 +195,21 @@ def LayerNorm(
     The same in training and evaluation. Statistics are computed in at least float32; the output
     has the dtype of ``x``.
 
+    Every argument is keyword-only: PyTorch's first positional argument is the normalized shape,
+    which jaxnn infers, so ``LayerNorm(64)`` is an error rather than ``eps=64``.
+
     Args:
       eps: added to the variance before the square root, ``> 0``.
       scale_init, bias_init: initializers of ``scale`` and ``bias``.
+      param_dtype: dtype of ``scale`` and ``bias``.
     """
-    _check_constructor_arguments("LayerNorm", eps, scale_init, bias_init)
+    param_dtype = _check_constructor_arguments("LayerNorm", eps, scale_init, bias_init, param_dtype)
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
         check_min_ndim(shape, 1, "(..., features)")
         features = shape[-1]
-        params = _scale_and_bias(key, features, scale_init, bias_init)
+        params = _scale_and_bias(key, features, scale_init, bias_init, param_dtype)
         return shape, params, {}
 
     def apply(params, state, x, *, key=None, train=False):
@@ -209,4 +221,4 @@ def LayerNorm(
         y = _normalize(x_compute, mean, variance, eps, scale, bias)
         return y.astype(x.dtype), state
 
-    return make_layer("layernorm", init, apply)
+    return make_layer("layer_norm", init, apply)

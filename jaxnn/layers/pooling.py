@@ -1,36 +1,32 @@
 """Pooling layers: MaxPool1D/2D, AvgPool1D/2D over windows of the spatial axes, and GlobalAvgPool.
 
-As for convolutions (``jaxnn.layers.conv``), two formulations of the same result are kept and the
-one used is picked when a function is traced: ``lax.reduce_window`` on accelerators, and on CPU
-reshapes (non-overlapping windows) or strided slices (overlapping ones) that XLA's CPU backend
-fuses into single loops, with a max-pooling derivative rule of the same kind; the derivative of
-``reduce_window`` max on CPU is a ``select_and_scatter`` several times slower than the forward pass.
+As for convolutions, the windows are reduced by ``jaxnn.layers._conv_kernels`` in the formulation
+that is fastest on the backend in use: ``lax.reduce_window`` on accelerators, reshapes or strided
+slices that XLA's CPU backend fuses into single loops on CPU.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from jaxnn.core import (
     Layer,
     LayerValueError,
     Static,
     as_shape,
+    batch_shape,
     check_array,
     check_floating,
     check_min_ndim,
     compute_dtype,
     make_layer,
 )
-from jaxnn.layers.conv import (
-    Pairs,
+from jaxnn.layers._conv_kernels import max_pool, real_counts, window_sum
+from jaxnn.layers._spatial import (
     check_spatial_fit,
     flatten_batch,
     output_sizes,
@@ -38,125 +34,9 @@ from jaxnn.layers.conv import (
     positive_tuple,
     resolve_padding,
     spatial_input,
-    use_cpu_formulation,
 )
-from jaxnn.layers.dense import _batch_shape
 
-# --------------------------------------------------------------------------------------------
-# Formulations, on x (N, *spatial, C) with one batch axis.
-
-
-def _pad(x, pads: Pairs, value) -> jax.Array:
-    if not any(low or high for low, high in pads):
-        return x
-    return jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),), constant_values=value)
-
-
-def _reduce_window_xla(x, window, strides, pads: Pairs, init, op) -> jax.Array:
-    # A NumPy init value stays concrete under jit, which lets JAX recognize the max and add
-    # monoids and differentiate the reduction.
-    return lax.reduce_window(x, np.array(init, x.dtype), op, (1,) + tuple(window) + (1,),
-                             (1,) + tuple(strides) + (1,), ((0, 0),) + tuple(pads) + ((0, 0),))
-
-
-def _as_windows(x, window, out) -> jax.Array:
-    """Non-overlapping windows as axes: ``(N, o1, k1, o2, k2, ..., C)`` (the input is cropped)."""
-    crop = tuple(o * k for o, k in zip(out, window))
-    x = x[(slice(None),) + tuple(slice(0, c) for c in crop)]
-    return x.reshape((x.shape[0],) + sum(((o, k) for o, k in zip(out, window)), ()) + (x.shape[-1],))
-
-
-def _window_axes(ndim: int) -> tuple[int, ...]:
-    return tuple(2 + 2 * axis for axis in range(ndim))
-
-
-def _taps(x, window, strides, out) -> list[jax.Array]:
-    """Strided slices of ``x``, one per window offset in row-major order, each ``(N, *out, C)``."""
-    taps = []
-    for offset in np.ndindex(*window):
-        start = (0,) + tuple(offset) + (0,)
-        ends = tuple(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides))
-        limit = (x.shape[0],) + ends + (x.shape[-1],)
-        taps.append(lax.slice(x, start, limit, (1,) + tuple(strides) + (1,)))
-    return taps
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _max_pool_cpu_valid(x, window, strides):
-    out = output_sizes(x.shape[1:-1], window, strides, (1,) * len(window), ((0, 0),) * len(window))
-    if tuple(window) == tuple(strides):
-        return jnp.max(_as_windows(x, window, out), axis=_window_axes(len(window)))
-    return functools.reduce(jnp.maximum, _taps(x, window, strides, out))
-
-
-@_max_pool_cpu_valid.defjvp
-def _max_pool_cpu_valid_jvp(window, strides, primals, tangents):
-    """The tangent of the first maximum of each window in row-major order, as XLA's derivative of
-    ``reduce_window`` max (and PyTorch's ``max_pool``) picks it when several elements tie."""
-    (x,), (x_dot,) = primals, tangents
-    y = _max_pool_cpu_valid(x, window, strides)
-    count = math.prod(window)
-    # The winning position is kept for the backward pass; in the narrowest integer that holds it,
-    # as memory traffic dominates here (int8 over int32 halves the time of a LeNet pooling layer).
-    index_dtype = np.int8 if count < 2**7 else np.int16 if count < 2**15 else np.int32
-    if tuple(window) == tuple(strides):
-        out = y.shape[1:-1]
-        axes = _window_axes(len(window))
-        windows, tangent_windows = _as_windows(x, window, out), _as_windows(x_dot, window, out)
-        position_shape = [1] * windows.ndim
-        for axis, k in zip(axes, window):
-            position_shape[axis] = k
-        position = jnp.arange(count, dtype=index_dtype).reshape(position_shape)
-        first = jnp.min(jnp.where(windows == jnp.expand_dims(y, axes), position, count), axis=axes,
-                        keepdims=True)
-        y_dot = jnp.sum(jnp.where(position == first, tangent_windows, 0), axis=axes)
-        return y, y_dot
-    taps = _taps(x, window, strides, y.shape[1:-1])
-    first = jnp.full(y.shape, count, index_dtype)
-    for position in reversed(range(count)):
-        first = jnp.where(taps[position] == y, np.array(position, index_dtype), first)
-    tangent_taps = _taps(x_dot, window, strides, y.shape[1:-1])
-    y_dot = sum(jnp.where(first == position, tap, 0) for position, tap in enumerate(tangent_taps))
-    return y, y_dot
-
-
-def max_pool_cpu(x, window, strides, pads: Pairs) -> jax.Array:
-    """Max pooling by reshapes or strided slices; padded positions hold ``-inf``."""
-    return _max_pool_cpu_valid(_pad(x, pads, -jnp.inf), tuple(window), tuple(strides))
-
-
-def max_pool_xla(x, window, strides, pads: Pairs) -> jax.Array:
-    """Max pooling by ``lax.reduce_window``; padded positions hold ``-inf``."""
-    return _reduce_window_xla(x, window, strides, pads, -jnp.inf, lax.max)
-
-
-def window_sum_cpu(x, window, strides, pads: Pairs) -> jax.Array:
-    """Window sums by reshapes or strided slices; padded positions hold 0."""
-    x = _pad(x, pads, 0)
-    out = output_sizes(x.shape[1:-1], window, strides, (1,) * len(window), ((0, 0),) * len(window))
-    if tuple(window) == tuple(strides):
-        return jnp.sum(_as_windows(x, window, out), axis=_window_axes(len(window)))
-    return sum(_taps(x, window, strides, out))
-
-
-def window_sum_xla(x, window, strides, pads: Pairs) -> jax.Array:
-    """Window sums by ``lax.reduce_window``; padded positions hold 0."""
-    return _reduce_window_xla(x, window, strides, pads, 0, lax.add)
-
-
-def real_counts(sizes, window, strides, pads: Pairs) -> np.ndarray:
-    """How many unpadded elements each window holds, shape ``(*out, 1)``."""
-    counts = np.ones((), np.int64)
-    for n, k, s, (low, high) in zip(sizes, window, strides, pads):
-        out = (n + low + high - k) // s + 1
-        start = np.arange(out) * s - low
-        per_axis = np.minimum(start + k, n) - np.maximum(start, 0)
-        counts = np.multiply.outer(counts, per_axis)
-    return counts[..., None]
-
-
-# --------------------------------------------------------------------------------------------
-# Layers.
+__all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
 
 
 def _pool_geometry(padding, window, strides, sizes):
@@ -193,20 +73,18 @@ def _pool(ndim: int, kind: str, window, stride, padding) -> Layer:
         x = spatial_input(x, ndim, layout)
         sizes = x.shape[x.ndim - ndim - 1:-1]
         pads, _ = _pool_geometry(padding, window, strides, sizes)
-        flat, batch_shape = flatten_batch(x, ndim)
-        cpu = use_cpu_formulation()
+        flat, batch_axes = flatten_batch(x, ndim)
         if kind == "max":
-            y = (max_pool_cpu if cpu else max_pool_xla)(flat, window, strides, pads)
+            y = max_pool(flat, window, strides, pads)
         else:
             # Sums in at least float32, so that half-precision averages do not lose digits.
-            summed = (window_sum_cpu if cpu else window_sum_xla)(
-                flat.astype(compute_dtype(x.dtype, jnp.float32)), window, strides, pads)
+            summed = window_sum(flat.astype(compute_dtype(x.dtype, jnp.float32)), window, strides, pads)
             if padding == "SAME":
                 divisor = real_counts(sizes, window, strides, pads)
             else:
                 divisor = np.full((1,) * (ndim + 1), math.prod(window))
             y = (summed / jnp.asarray(divisor, summed.dtype)[None]).astype(x.dtype)
-        return y.reshape(batch_shape + y.shape[1:]), state
+        return y.reshape(batch_axes + y.shape[1:]), state
 
     return make_layer(f"{kind}_pool{ndim}d", init, apply)
 
@@ -303,13 +181,13 @@ def GlobalAvgPool() -> Layer:
         del params, key, train
         x = check_array(x)
         check_floating(x)
-        batch_shape = _batch_shape(x, state)
-        if x.ndim - len(batch_shape) < 2:
+        batch_axes = batch_shape(x, state)
+        if x.ndim - len(batch_axes) < 2:
             raise LayerValueError(
                 f"expected an input of shape (*batch, *spatial, C) with at least one spatial axis, "
                 f"got {x.shape}"
             )
-        spatial_axes = tuple(range(len(batch_shape), x.ndim - 1))
+        spatial_axes = tuple(range(len(batch_axes), x.ndim - 1))
         y = jnp.mean(x.astype(compute_dtype(x.dtype, jnp.float32)), axis=spatial_axes)
         return y.astype(x.dtype), state
 

@@ -1,255 +1,43 @@
 """Recurrent layers: SimpleRNN, LSTM and GRU over ``(*batch, time, features)``, and the
-Bidirectional combinator that runs one of them both ways along time.
+Bidirectional combinator that runs two of them, one each way along time.
 
 The formulas are PyTorch's (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``), so weights port by transposing
-and, for the LSTM, summing PyTorch's two biases. Each layer runs one ``lax.scan`` over time whose
-body holds only ``h @ wh``: the input projection is done for all time steps at once before it. Its
-derivative is written out (a ``custom_jvp``) so that the gradients of ``wi`` and ``wh`` are one
-matmul each after the backward loop instead of a small one in every step; forward- and reverse-mode
-differentiation both work, to any order.
+and, for the LSTM, summing PyTorch's two biases. The loop over time and its derivative are in
+``jaxnn.layers._recurrence``.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jax.custom_derivatives import SymbolicZero
 
 from jaxnn import init as initializers
+from jaxnn._checks import check_bool, check_positive_int, check_real
 from jaxnn.core import (
     Layer,
     LayerTypeError,
     LayerValueError,
+    apply_child,
     as_shape,
     check_array,
-    check_bool,
     check_entries,
     check_entry,
     check_floating,
     check_initializer,
     check_min_ndim,
     check_param_dtype,
-    child_scope,
     compute_dtype,
+    declared_options,
     init_child,
     make_layer,
     split_key,
 )
-from jaxnn.layers.dense import _check_positive_int
+from jaxnn.layers._recurrence import CELLS, recurrence
 
-# --------------------------------------------------------------------------------------------
-# Cells. Each holds the step of one recurrence and its tangent (forward-mode derivative) given the
-# part of the tangent that does not depend on the previous step, which is computed for all steps at
-# once outside the loop.
-#
-# Arrays inside are time-major, with ``N`` the flattened batch: states are ``(N, H)`` and the
-# projected inputs one ``(T, N, H)`` array per gate. Separate arrays rather than slices of one
-# ``(T, N, G*H)`` array: XLA's CPU backend vectorizes badly an elementwise loop that slices a
-# dynamically indexed operand, which made the forward step several times slower.
-
-
-def _split_gates(a: jax.Array, gates: int) -> list[jax.Array]:
-    return jnp.split(a, gates, axis=-1)
-
-
-def _sigmoid_tangent(t: jax.Array, s: jax.Array) -> jax.Array:
-    # t * s * (1 - s), written so that every operation takes a tangent: an operation on residuals
-    # alone would be split off by JAX's partial evaluation into a separate loop under jax.grad.
-    ts = t * s
-    return ts - ts * s
-
-
-def _tanh_tangent(t: jax.Array, y: jax.Array) -> jax.Array:
-    # t * (1 - y^2), every operation taking a tangent (see _sigmoid_tangent).
-    return t - (t * y) * y
-
-
-class _SimpleCell:
-    """``h' = act(x_t wi + b + h wh)``; residual: ``act'`` at each step."""
-
-    gates = 1
-    hidden_bias = False
-
-    def __init__(self, nonlinearity: str):
-        self.nonlinearity = nonlinearity
-
-    def step(self, xs_t, carry, wh, biases):
-        (x,), (h,), (b,) = xs_t, carry, biases
-        pre = x + h @ wh + b
-        if self.nonlinearity == "tanh":
-            h = jnp.tanh(pre)
-            derivative = 1 - h * h
-        else:
-            h = jnp.maximum(pre, jnp.zeros((), pre.dtype))
-            derivative = (pre > 0).astype(pre.dtype)
-        return (h,), (derivative,)
-
-    def tangent_step(self, hoisted_t, dcarry, wh, residuals_t, hprev_t):
-        (e,), (dh,), (derivative,) = hoisted_t, dcarry, residuals_t
-        return ((e + dh @ wh) * derivative,)
-
-
-class _LSTMCell:
-    """PyTorch's LSTM step; residuals: the four gate activations, ``c_{t-1}`` and ``tanh(c_t)``."""
-
-    gates = 4
-    hidden_bias = False
-
-    def step(self, xs_t, carry, wh, biases):
-        (h, c), (b,) = carry, biases
-        pre_i, pre_f, pre_g, pre_o = [
-            x + a + b_gate for x, a, b_gate in zip(xs_t, _split_gates(h @ wh, 4), _split_gates(b, 4))
-        ]
-        i, f, o = lax.logistic(pre_i), lax.logistic(pre_f), lax.logistic(pre_o)
-        g = jnp.tanh(pre_g)
-        c_new = f * c + i * g
-        tanh_c = jnp.tanh(c_new)
-        return (o * tanh_c, c_new), (i, f, g, o, c, tanh_c)
-
-    def tangent_step(self, hoisted_t, dcarry, wh, residuals_t, hprev_t):
-        (e,), (dh, dc) = hoisted_t, dcarry
-        i, f, g, o, c_prev, tanh_c = residuals_t
-        t_i, t_f, t_g, t_o = _split_gates(e + dh @ wh, 4)
-        di, df, do = _sigmoid_tangent(t_i, i), _sigmoid_tangent(t_f, f), _sigmoid_tangent(t_o, o)
-        dg = _tanh_tangent(t_g, g)
-        dc_new = df * c_prev + f * dc + di * g + i * dg
-        dh_new = do * tanh_c + _tanh_tangent(dc_new, tanh_c) * o
-        return dh_new, dc_new
-
-
-class _GRUCell:
-    """PyTorch's GRU step; residuals: ``r``, ``z``, ``n`` and ``h_{t-1} W_hn + b_hn`` (and ``h_{t-1}``).
-
-    The hidden side's tangent is kept apart from the input side's (``hidden_bias``), as its n block
-    is multiplied by ``r``.
-    """
-
-    gates = 3
-    hidden_bias = True
-
-    def step(self, xs_t, carry, wh, biases):
-        (x_r, x_z, x_n), (h,), (bi, bh) = xs_t, carry, biases
-        bi_r, bi_z, bi_n = _split_gates(bi, 3)
-        h_r, h_z, h_n = [a + b for a, b in zip(_split_gates(h @ wh, 3), _split_gates(bh, 3))]
-        r, z = lax.logistic(x_r + bi_r + h_r), lax.logistic(x_z + bi_z + h_z)
-        n = jnp.tanh(x_n + bi_n + r * h_n)
-        return (n + z * (h - n),), (r, z, n, h_n)
-
-    def tangent_step(self, hoisted_t, dcarry, wh, residuals_t, h_prev):
-        (e_input, e_hidden), (dh,), (r, z, n, h_n) = hoisted_t, dcarry, residuals_t
-        i_r, i_z, i_n = _split_gates(e_input, 3)
-        h_r, h_z, h_n_tangent = _split_gates(e_hidden + dh @ wh, 3)
-        dr, dz = _sigmoid_tangent(i_r + h_r, r), _sigmoid_tangent(i_z + h_z, z)
-        dn = _tanh_tangent(i_n + dr * h_n + r * h_n_tangent, n)
-        return (dn + dz * h_prev - dz * n + z * (dh - dn),)
-
-
-_CELLS = {"tanh": _SimpleCell("tanh"), "relu": _SimpleCell("relu"), "lstm": _LSTMCell(), "gru": _GRUCell()}
-
-
-# --------------------------------------------------------------------------------------------
-# The recurrence: a scan with a hand-written tangent.
-
-
-def _rows(a: jax.Array) -> jax.Array:
-    """A time-major ``(T, N, K)`` array as ``(T*N, K)`` rows, for one matmul over all steps."""
-    return a.reshape(a.shape[0] * a.shape[1], a.shape[2])
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _recurrence(cell, reverse: bool, unroll: int, return_sequences: bool, x, wi, wh, biases, carry0):
-    """Runs ``cell`` over the time-major ``x (T, N, in)``.
-
-    Returns all hidden states ``(T, N, H)`` or the last one ``(N, H)``.
-    """
-    xs = _project(x, wi, cell.gates)
-
-    def step(carry, xs_t):
-        carry, _ = cell.step(xs_t, carry, wh, biases)
-        return carry, carry[0] if return_sequences else None
-
-    carry, hs = lax.scan(step, carry0, xs, reverse=reverse, unroll=unroll)
-    return hs if return_sequences else carry[0]
-
-
-def _project(x, wi, gates: int) -> list[jax.Array]:
-    """``x @ wi`` for all steps, one ``(T, N, H)`` array per gate.
-
-    A matmul per gate writes each gate's array directly, where one matmul followed by slicing
-    would copy the whole result once more.
-    """
-    time, batch, _ = x.shape
-    rows = _rows(x)
-    return [(rows @ w_gate).reshape(time, batch, w_gate.shape[1]) for w_gate in _split_gates(wi, gates)]
-
-
-def _sum_terms(terms, shape, dtype) -> jax.Array:
-    """The sum of the terms that are not None (tangents known to be zero are left out)."""
-    terms = [term for term in terms if term is not None]
-    if not terms:
-        return jnp.zeros(shape, dtype)
-    return functools.reduce(jnp.add, terms)
-
-
-@functools.partial(_recurrence.defjvp, symbolic_zeros=True)
-def _recurrence_jvp(cell, reverse, unroll, return_sequences, primals, tangents):
-    x, wi, wh, biases, carry0 = primals
-    # Tangents known to be zero (inputs not differentiated, such as the data x or a default initial
-    # state) become None, and the terms they would enter are left out rather than computed as zeros.
-    dx, dwi, dwh, dbiases, dcarry0 = jax.tree_util.tree_map(
-        lambda t: None if isinstance(t, SymbolicZero) else t, tangents,
-        is_leaf=lambda t: isinstance(t, SymbolicZero),
-    )
-    time, batch, _ = x.shape
-    width = wh.shape[1]
-    xs = _project(x, wi, cell.gates)
-
-    def step(carry, xs_t):
-        new_carry, residuals = cell.step(xs_t, carry, wh, biases)
-        return new_carry, (carry[0], new_carry[0] if return_sequences else None, residuals)
-
-    carry, (hprev, hs, residuals) = lax.scan(step, carry0, xs, reverse=reverse, unroll=unroll)
-
-    # The terms of the tangent that do not depend on the previous step's tangent, for all steps at
-    # once. Under jax.grad each becomes a single matmul after the backward loop: the gradients of
-    # wi and wh are one (in, T*N) @ (T*N, G*H) product each, not T small ones accumulated in it.
-    def matmul(a, b):
-        return None if a is None or b is None else _rows(a) @ b
-
-    def bias(db):
-        return None if db is None else jnp.broadcast_to(db, (time * batch, width))
-
-    input_side = [matmul(dx, wi), matmul(x, dwi), bias(dbiases[0])]
-    hidden_side = [matmul(hprev, dwh)] + ([bias(dbiases[1])] if cell.hidden_bias else [])
-    rows_shape = (time * batch, width)
-    if cell.hidden_bias:
-        hoisted = (_sum_terms(input_side, rows_shape, x.dtype), _sum_terms(hidden_side, rows_shape, x.dtype))
-    else:
-        hoisted = (_sum_terms(input_side + hidden_side, rows_shape, x.dtype),)
-    hoisted = tuple(part.reshape(time, batch, width) for part in hoisted)
-    dcarry0 = tuple(jnp.zeros_like(part) if tangent is None else tangent
-                    for part, tangent in zip(carry0, dcarry0))
-
-    def tangent_step(dcarry, inputs):
-        hoisted_t, residuals_t, hprev_t = inputs
-        dcarry = cell.tangent_step(hoisted_t, dcarry, wh, residuals_t, hprev_t)
-        return dcarry, dcarry[0] if return_sequences else None
-
-    dcarry, dhs = lax.scan(tangent_step, dcarry0, (hoisted, residuals, hprev), reverse=reverse, unroll=unroll)
-    if return_sequences:
-        return hs, dhs
-    return carry[0], dcarry[0]
-
-
-# --------------------------------------------------------------------------------------------
-# Layers.
+__all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
 
 
 def _check_input(x: Any, in_features: int) -> jax.Array:
@@ -275,24 +63,23 @@ def _check_state_array(value: Any, expected: tuple[int, ...], what: str) -> jax.
     return value
 
 
-def _recurrent_layer(name: str, constructor, cell_name: str, hidden: int, options: dict) -> Layer:
+def _recurrent_layer(name: str, label: str, cell_name: str, hidden: int, settings: dict) -> Layer:
     """Builds SimpleRNN, LSTM and GRU, which differ only in their cell and bias layout.
 
-    ``options`` are the constructor's keyword arguments, kept to build the reversed copy that
-    :func:`Bidirectional` needs.
+    ``settings`` are the constructor's keyword arguments; ``label`` is the constructor's name, for
+    error messages.
     """
-    label = constructor.__name__
-    hidden = _check_positive_int(hidden, "hidden", label)
-    return_sequences = check_bool(options["return_sequences"], "return_sequences", label)
-    reverse = check_bool(options["reverse"], "reverse", label)
-    unroll = _check_positive_int(options["unroll"], "unroll", label)
-    wi_init, wh_init, b_init = options["wi_init"], options["wh_init"], options["b_init"]
+    hidden = check_positive_int(hidden, "hidden", label)
+    return_sequences = check_bool(settings["return_sequences"], "return_sequences", label)
+    reverse = check_bool(settings["reverse"], "reverse", label)
+    unroll = check_positive_int(settings["unroll"], "unroll", label)
+    wi_init, wh_init, b_init = settings["wi_init"], settings["wh_init"], settings["b_init"]
     check_initializer(wi_init, "wi_init", label)
     check_initializer(wh_init, "wh_init", label)
     check_initializer(b_init, "b_init", label)
-    param_dtype = check_param_dtype(options["param_dtype"], label)
-    forget_bias = options.get("forget_bias", 0.0)
-    cell = _CELLS[cell_name]
+    param_dtype = check_param_dtype(settings["param_dtype"], label)
+    forget_bias = settings.get("forget_bias", 0.0)
+    cell = CELLS[cell_name]
     gates = cell.gates
     width = gates * hidden
     is_gru, is_lstm = cell_name == "gru", cell_name == "lstm"
@@ -332,7 +119,7 @@ def _recurrent_layer(name: str, constructor, cell_name: str, hidden: int, option
         # Biases as (1, G*H) rows, to broadcast against (N, G*H) without rank promotion.
         biases = tuple(b.astype(dtype)[None, :] for b in biases)
         carry0 = tuple(part.reshape(batch, hidden) for part in carry0)
-        y = _recurrence(cell, reverse, unroll, return_sequences, x_time_major,
+        y = recurrence(cell, reverse, unroll, return_sequences, x_time_major,
                         wi.astype(dtype), wh.astype(dtype), biases, carry0)
         if return_sequences:
             return jnp.swapaxes(y, 0, 1).reshape(batch_shape + (time, hidden)), state
@@ -354,27 +141,7 @@ def _recurrent_layer(name: str, constructor, cell_name: str, hidden: int, option
             parts = [_check_state_array(initial_state, expected, "initial_state")]
         return tuple(part.astype(dtype) for part in parts)
 
-    layer = _layer_with_options(name, init, apply)
-    # Bidirectional builds the reversed copy from the same settings.
-    layer.apply.reversed_copy = lambda: constructor(hidden, **{**options, "reverse": not reverse})
-    layer.apply.reverse = reverse
-    return layer
-
-
-def _layer_with_options(name: str, init, apply) -> Layer:
-    """``make_layer`` for an ``apply`` with keyword options beyond ``key`` and ``train``.
-
-    ``make_layer`` passes only ``key`` and ``train`` on; the options are bound to ``apply`` for
-    each call instead, so the key/train checks and error paths stay those of every layer.
-    """
-    layer = make_layer(name, init, apply)
-
-    @functools.wraps(apply)
-    def apply_with_options(params, state, x, *, key=None, train=False, **options):
-        bound = functools.partial(apply, **options)
-        return make_layer(name, init, bound).apply(params, state, x, key=key, train=train)
-
-    return Layer(name, layer.init, apply_with_options)
+    return make_layer(name, init, apply, options=("initial_state",))
 
 
 def SimpleRNN(
@@ -422,10 +189,9 @@ def SimpleRNN(
     """
     if nonlinearity not in ("tanh", "relu"):
         raise LayerValueError(f"SimpleRNN: `nonlinearity` must be 'tanh' or 'relu', got {nonlinearity!r}")
-    options = {"nonlinearity": nonlinearity, "return_sequences": return_sequences, "reverse": reverse,
-               "unroll": unroll, "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init,
-               "param_dtype": param_dtype}
-    return _recurrent_layer("simple_rnn", SimpleRNN, nonlinearity, hidden, options)
+    settings = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
+                "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init, "param_dtype": param_dtype}
+    return _recurrent_layer("simple_rnn", "SimpleRNN", nonlinearity, hidden, settings)
 
 
 def LSTM(
@@ -468,14 +234,11 @@ def LSTM(
       wh_init: initializer called once per gate with shape ``(H, H)``; orthogonal by default.
       param_dtype: dtype of the parameters.
     """
-    if isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real):
-        raise LayerTypeError(f"LSTM: `forget_bias` must be a real number, got {forget_bias!r}")
-    if not math.isfinite(forget_bias):
-        raise LayerValueError(f"LSTM: `forget_bias` (={forget_bias}) must be finite")
-    options = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
-               "forget_bias": forget_bias, "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init,
-               "param_dtype": param_dtype}
-    return _recurrent_layer("lstm", LSTM, "lstm", hidden, options)
+    forget_bias = check_real(forget_bias, "forget_bias", "LSTM")
+    settings = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
+                "forget_bias": forget_bias, "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init,
+                "param_dtype": param_dtype}
+    return _recurrent_layer("lstm", "LSTM", "lstm", hidden, settings)
 
 
 def GRU(
@@ -511,18 +274,20 @@ def GRU(
       wh_init: initializer called once per gate with shape ``(H, H)``; orthogonal by default.
       param_dtype: dtype of the parameters.
     """
-    options = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
-               "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init, "param_dtype": param_dtype}
-    return _recurrent_layer("gru", GRU, "gru", hidden, options)
+    settings = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
+                "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init, "param_dtype": param_dtype}
+    return _recurrent_layer("gru", "GRU", "gru", hidden, settings)
 
 
-def Bidirectional(layer: Layer) -> Layer:
-    """Runs a recurrent layer forward and backward in time and concatenates the two outputs.
+def Bidirectional(forward: Layer, backward: Layer | None = None) -> Layer:
+    """Runs one recurrent layer forward and another backward in time and concatenates their outputs.
 
-    ``layer`` is a :func:`SimpleRNN`, :func:`LSTM` or :func:`GRU` with ``reverse=False``; a copy with
-    the same settings and ``reverse=True`` runs backward. Params ``{"forward": ..., "backward": ...}``,
-    each the params of that layer, initialized with different keys. The output is
-    ``concatenate([forward(x), backward(x)], axis=-1)``, of last axis ``2H``:
+    ``backward`` reads the sequence from its last step to its first. Given explicitly, it is a
+    layer built to do so, such as ``GRU(64, reverse=True)`` beside ``forward=GRU(64)``; left out,
+    it is ``forward``'s kind run on the time-reversed input, its sequence output reversed back,
+    which computes the same as a copy of ``forward`` built with ``reverse=True``. Params
+    ``{"forward": ..., "backward": ...}``, each the params of that layer, initialized with
+    different keys. The output is ``concatenate([forward(x), backward(x)], axis=-1)``:
 
     - with ``return_sequences=True``, position ``t`` holds ``[h_fwd_t, h_bwd_t]``, where
       ``h_fwd_t`` has read ``x_0 .. x_t`` and ``h_bwd_t`` has read ``x_{T-1} .. x_t``: outputs are
@@ -532,42 +297,59 @@ def Bidirectional(layer: Layer) -> Layer:
       the last step).
 
     ``apply(params, state, x, *, key=None, train=False, initial_state=None)``: ``initial_state``,
-    if given, is a dict ``{"forward": s, "backward": s}`` of the wrapped layer's initial states.
+    if given, is a dict ``{"forward": s, "backward": s}`` of each direction's initial state.
 
     Porting from PyTorch: the ``*_l0`` weights go to ``forward`` and the ``*_l0_reverse`` weights
     to ``backward``, each as the wrapped layer's docstring says.
+
+    Example::
+
+        layer = Bidirectional(LSTM(64, return_sequences=True))
+        same = Bidirectional(LSTM(64, return_sequences=True), LSTM(64, return_sequences=True, reverse=True))
     """
-    if not isinstance(layer, Layer):
-        raise LayerTypeError(f"Bidirectional expects a Layer, got {type(layer).__name__}")
-    reversed_copy = getattr(layer.apply, "reversed_copy", None)
-    if reversed_copy is None:
-        raise LayerTypeError(
-            f"Bidirectional expects a SimpleRNN, LSTM or GRU layer, got a layer named {layer.name!r}"
-        )
-    if layer.apply.reverse:
-        raise LayerValueError("Bidirectional expects a layer with reverse=False; it makes the reversed copy")
-    children = (("forward", layer), ("backward", reversed_copy()))
+    for argument, layer in (("forward", forward), ("backward", backward)):
+        if not isinstance(layer, Layer) and not (argument == "backward" and layer is None):
+            raise LayerTypeError(f"Bidirectional: `{argument}` must be a Layer, got {type(layer).__name__}")
+    # Without an explicit backward layer the forward kind reads the sequence reversed.
+    flip_backward = backward is None
+    children = (("forward", forward), ("backward", forward if flip_backward else backward))
 
     def init(key, input_shape):
         shape = as_shape(input_shape)
-        params, state = {}, {}
+        check_min_ndim(shape, 2, "(time, features)")
+        params, state, output_shapes = {}, {}, []
         for (child_name, child), child_key in zip(children, jax.random.split(key, 2)):
             output_shape, params[child_name], state[child_name] = init_child(child_name, child, child_key, shape)
-        return tuple(output_shape[:-1]) + (2 * output_shape[-1],), params, state
+            output_shapes.append(tuple(output_shape))
+        if output_shapes[0][:-1] != output_shapes[1][:-1]:
+            raise LayerValueError(
+                f"the two directions give outputs of shapes {output_shapes[0]} and {output_shapes[1]}, "
+                "which cannot be concatenated along the last axis"
+            )
+        return output_shapes[0][:-1] + (output_shapes[0][-1] + output_shapes[1][-1],), params, state
 
-    def apply(params, state, x, *, key=None, train=False, initial_state=None):
+    def apply(params, state, x, *, key=None, train=False, **options):
         for what, tree in (("params", params), ("state", state)):
             check_entries(tree, ("forward", "backward"), what)
+        initial_state = options.pop("initial_state", None)
         if initial_state is not None:
             check_entries(initial_state, ("forward", "backward"), "initial_state")
-        outputs = []
+        x = check_array(x)
+        if x.ndim < 2:
+            raise LayerValueError(f"expected an input of shape (*batch, time, features), got {x.shape}")
+        outputs, new_state = [], {}
         for (child_name, child), child_key in zip(children, split_key(key, 2)):
-            with child_scope(child_name):
-                y, _ = child.apply(
-                    params[child_name], state[child_name], x, key=child_key, train=train,
-                    initial_state=None if initial_state is None else initial_state[child_name],
-                )
-            outputs.append(y)
-        return jnp.concatenate(outputs, axis=-1), state
+            flip = flip_backward and child_name == "backward"
+            child_options = dict(options)
+            if initial_state is not None:
+                child_options["initial_state"] = initial_state[child_name]
+            y, new_state[child_name] = apply_child(
+                child_name, child, params[child_name], state[child_name], jnp.flip(x, -2) if flip else x,
+                key=child_key, train=train, **child_options,
+            )
+            # A sequence output (as many axes as the input) is put back in input order.
+            outputs.append(jnp.flip(y, -2) if flip and y.ndim == x.ndim else y)
+        dtype = compute_dtype(*[y.dtype for y in outputs])
+        return jnp.concatenate([y.astype(dtype) for y in outputs], axis=-1), new_state
 
-    return _layer_with_options("bidirectional", init, apply)
+    return make_layer("bidirectional", init, apply, options=declared_options(child for _, child in children))

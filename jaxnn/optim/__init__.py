@@ -10,18 +10,13 @@ optax's, so the two libraries' pieces compose in either's ``chain``::
 """
 
 from jaxnn.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
-from jaxnn.optim.adam import (
-    ScaleByAdamState,
-    WeightDecayState,
-    adam,
-    adamw,
-    add_decayed_weights,
-    scale_by_adam,
-)
+from jaxnn.optim.adam import ScaleByAdamState, adam, adamw, scale_by_adam
 from jaxnn.optim.base import (
     EmptyState,
     GradientTransformation,
     ScaleByScheduleState,
+    WeightDecayState,
+    add_decayed_weights,
     apply_updates,
     chain,
     global_norm,

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn.optim.adam import at_least_float32
+from jaxnn._dtypes import at_least_float32
 from jaxnn.optim.base import (
     GradientTransformation,
     PyTree,

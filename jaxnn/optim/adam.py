@@ -8,12 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import compute_dtype
+from jaxnn._dtypes import at_least_float32, compute_dtype
 from jaxnn.optim.base import (
-    EmptyState,
     GradientTransformation,
     PyTree,
     ScalarOrSchedule,
+    add_decayed_weights,
     chain,
     check_hyperparameter,
     check_same_tree,
@@ -31,12 +31,6 @@ class ScaleByAdamState(NamedTuple):
     nu: PyTree
 
 
-class WeightDecayState(NamedTuple):
-    """Step count for a scheduled weight decay."""
-
-    count: jax.Array
-
-
 def bias_correction(moment: PyTree, decay: float, count: jax.Array) -> PyTree:
     """Divide an exponential moving average started at 0 by ``1 - decay**count``."""
     leaves = jax.tree.leaves(moment)
@@ -45,10 +39,6 @@ def bias_correction(moment: PyTree, decay: float, count: jax.Array) -> PyTree:
     dtype = compute_dtype(*[leaf.dtype for leaf in leaves], jnp.float32)
     correction = 1.0 - decay ** count.astype(dtype)
     return jax.tree.map(lambda m: m / correction.astype(m.dtype), moment)
-
-
-def at_least_float32(x: jax.Array) -> jax.Array:
-    return x.astype(compute_dtype(x.dtype, jnp.float32))
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
@@ -96,53 +86,6 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
             return step.astype(m.dtype)
 
         return jax.tree.map(ratio, mu_hat, nu_hat), ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-    return GradientTransformation(init, update)
-
-
-def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0,
-                        mask: PyTree | Callable[[PyTree], PyTree] | None = None) -> GradientTransformation:
-    r"""Add the parameters, scaled: :math:`u_t \leftarrow u_t + \lambda\, \theta_t`.
-
-    Placed before :func:`scale_by_learning_rate` this is decoupled weight decay (AdamW); before
-    a momentum or Adam transform it is the L2 penalty's gradient (PyTorch's ``weight_decay``).
-
-    Args:
-      weight_decay: :math:`\lambda \ge 0`, a float or a schedule of the step count.
-      mask: which parameters to decay: a pytree of bools with the params' structure or a prefix
-        of it (``{"dense_0": {"w": True, "b": False}}``), or a function ``params -> such a
-        tree``. Leaves marked ``False`` pass through undecayed. ``None`` decays everything.
-    """
-    check_hyperparameter(weight_decay, "weight_decay", "add_decayed_weights", schedule_ok=True)
-
-    def init(params):
-        del params
-        return WeightDecayState(count=zero_count()) if callable(weight_decay) else EmptyState()
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError("add_decayed_weights needs the parameters: call "
-                             "update(grads, opt_state, params)")
-        check_same_tree(updates, params, "gradients", "params")
-        if callable(weight_decay):
-            decay, state = weight_decay(state.count), WeightDecayState(safe_increment(state.count))
-        else:
-            decay = weight_decay
-
-        def decayed(g, p):
-            return g + jnp.asarray(decay).astype(g.dtype) * p.astype(g.dtype)
-
-        if mask is None:
-            return jax.tree.map(decayed, updates, params), state
-        mask_tree = mask(params) if callable(mask) else mask
-        try:
-            updates = jax.tree.map(
-                lambda keep, g, p: jax.tree.map(decayed, g, p) if keep else g,
-                mask_tree, updates, params)
-        except ValueError as error:
-            raise ValueError(f"add_decayed_weights: mask does not match the params' structure "
-                             f"(it must be the same tree of bools, or a prefix of it): {error}") from None
-        return updates, state
 
     return GradientTransformation(init, update)
 

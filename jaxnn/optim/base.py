@@ -13,14 +13,14 @@ minus sign lives in :func:`scale_by_learning_rate`.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import compute_dtype
+from jaxnn._checks import is_real
+from jaxnn._dtypes import compute_dtype
 
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
@@ -40,6 +40,12 @@ class EmptyState(NamedTuple):
 
 class ScaleByScheduleState(NamedTuple):
     """Number of updates made so far, the argument of the learning-rate schedule."""
+
+    count: jax.Array
+
+
+class WeightDecayState(NamedTuple):
+    """Step count for a scheduled weight decay."""
 
     count: jax.Array
 
@@ -79,10 +85,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         optimizer = chain(clip_by_global_norm(1.0), scale_by_adam(), scale_by_learning_rate(1e-3))
     """
     for position, transform in enumerate(transforms):
-        if not (callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))):
-            raise TypeError(f"chain: argument {position} is {type(transform).__name__}, not a gradient "
-                            "transformation (an object with init and update); did you pass an "
-                            "optimizer factory without calling it, e.g. `adam` instead of `adam(1e-3)`?")
+        check_transformation(transform, f"argument {position}", "chain")
 
     def init(params):
         return tuple(transform.init(params) for transform in transforms)
@@ -155,10 +158,6 @@ def check_same_tree(tree: PyTree, reference: PyTree, name: str, reference_name: 
                              f"{reference_name} entry has shape {reference_shape}")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 0.0,
                          high: float = math.inf, high_open: bool = False,
                          schedule_ok: bool = False) -> None:
@@ -175,7 +174,7 @@ def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 
         if jnp.ndim(value) != 0:
             raise ValueError(f"{optimizer}: {name} must be a scalar, got shape {jnp.shape(value)}")
         value = float(value)
-    if not _is_number(value):
+    if not is_real(value):
         kinds = "a number or a schedule (a function of the step count)" if schedule_ok else "a number"
         raise TypeError(f"{optimizer}: {name} must be {kinds}, got {type(value).__name__}")
     upper = ")" if high_open else "]"
@@ -184,14 +183,13 @@ def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 
 
 
 def check_transformation(value: Any, name: str, where: str) -> None:
+    """Raise a TypeError unless ``value`` has callable ``init`` and ``update`` (optax's transformations do)."""
     if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        # A transformation is not itself callable, so a callable here is most likely a factory.
+        hint = ("; did you pass an optimizer factory without calling it, e.g. `adam` instead of "
+                "`adam(1e-3)`?") if callable(value) else ""
         raise TypeError(f"{where}: {name} must be a gradient transformation (with init and "
-                        f"update), got {type(value).__name__}")
-
-
-def value_at(hyperparameter: ScalarOrSchedule, count: jax.Array):
-    """A hyperparameter's value at step ``count``: the number itself, or ``schedule(count)``."""
-    return hyperparameter(count) if callable(hyperparameter) else hyperparameter
+                        f"update), got {type(value).__name__}{hint}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,5 +231,56 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
         else:
             updates = jax.tree.map(lambda g: (sign * learning_rate) * g, updates)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
+
+    return GradientTransformation(init, update)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight decay.
+
+
+def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0,
+                        mask: PyTree | Callable[[PyTree], PyTree] | None = None) -> GradientTransformation:
+    r"""Add the parameters, scaled: :math:`u_t \leftarrow u_t + \lambda\, \theta_t`.
+
+    Placed before :func:`scale_by_learning_rate` this is decoupled weight decay (AdamW); before
+    a momentum or Adam transform it is the L2 penalty's gradient (PyTorch's ``weight_decay``).
+
+    Args:
+      weight_decay: :math:`\lambda \ge 0`, a float or a schedule of the step count.
+      mask: which parameters to decay: a pytree of bools with the params' structure or a prefix
+        of it (``{"dense_0": {"w": True, "b": False}}``), or a function ``params -> such a
+        tree``. Leaves marked ``False`` pass through undecayed. ``None`` decays everything.
+    """
+    check_hyperparameter(weight_decay, "weight_decay", "add_decayed_weights", schedule_ok=True)
+
+    def init(params):
+        del params
+        return WeightDecayState(count=zero_count()) if callable(weight_decay) else EmptyState()
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("add_decayed_weights needs the parameters: call "
+                             "update(grads, opt_state, params)")
+        check_same_tree(updates, params, "gradients", "params")
+        if callable(weight_decay):
+            decay, state = weight_decay(state.count), WeightDecayState(safe_increment(state.count))
+        else:
+            decay = weight_decay
+
+        def decayed(g, p):
+            return g + jnp.asarray(decay).astype(g.dtype) * p.astype(g.dtype)
+
+        if mask is None:
+            return jax.tree.map(decayed, updates, params), state
+        mask_tree = mask(params) if callable(mask) else mask
+        try:
+            updates = jax.tree.map(
+                lambda keep, g, p: jax.tree.map(decayed, g, p) if keep else g,
+                mask_tree, updates, params)
+        except ValueError as error:
+            raise ValueError(f"add_decayed_weights: mask does not match the params' structure "
+                             f"(it must be the same tree of bools, or a prefix of it): {error}") from None
+        return updates, state
 
     return GradientTransformation(init, update)

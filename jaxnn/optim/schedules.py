@@ -7,33 +7,17 @@ A schedule is called with the optimizer's count *before* the update, so the firs
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
 
+from jaxnn._checks import check_int, check_positive_int, check_real
 from jaxnn.optim.base import Schedule
-
-
-def _check_number(value, name: str, schedule: str, *, positive: bool = False, non_negative: bool = False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{schedule}: {name} must be a number, got {type(value).__name__}")
-    if math.isnan(value) or (positive and value <= 0) or (non_negative and value < 0):
-        bound = "positive" if positive else "non-negative" if non_negative else "a number"
-        raise ValueError(f"{schedule}: {name} must be {bound}, got {value}")
-
-
-def _check_steps(value, name: str, schedule: str, *, positive: bool = True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{schedule}: {name} must be an int, got {type(value).__name__}")
-    if value < (1 if positive else 0):
-        raise ValueError(f"{schedule}: {name} must be {'positive' if positive else 'non-negative'}, got {value}")
 
 
 def constant_schedule(value: float) -> Schedule:
     """:math:`\\eta(t) = \\text{value}`."""
-    _check_number(value, "value", "constant_schedule")
+    check_real(value, "value", "constant_schedule")
     return lambda count: jnp.full(jnp.shape(count), value, jnp.float32)
 
 
@@ -46,11 +30,11 @@ def polynomial_schedule(init_value: float, end_value: float, power: float, trans
         \eta(t) = (\eta_0 - \eta_T) (1 - s/T)^p + \eta_T
     """
     name = "polynomial_schedule"
-    _check_number(init_value, "init_value", name)
-    _check_number(end_value, "end_value", name)
-    _check_number(power, "power", name, positive=True)
-    _check_steps(transition_steps, "transition_steps", name)
-    _check_steps(transition_begin, "transition_begin", name, positive=False)
+    check_real(init_value, "init_value", name)
+    check_real(end_value, "end_value", name)
+    check_real(power, "power", name, low=0, low_open=True)
+    check_positive_int(transition_steps, "transition_steps", name)
+    check_int(transition_begin, "transition_begin", name, low=0)
 
     def schedule(count):
         steps = jnp.clip(jnp.asarray(count) - transition_begin, 0, transition_steps)
@@ -82,12 +66,12 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     :math:`r > 1`).
     """
     name = "exponential_decay"
-    _check_number(init_value, "init_value", name)
-    _check_steps(transition_steps, "transition_steps", name)
-    _check_number(decay_rate, "decay_rate", name, positive=True)
-    _check_steps(transition_begin, "transition_begin", name, positive=False)
+    check_real(init_value, "init_value", name)
+    check_positive_int(transition_steps, "transition_steps", name)
+    check_real(decay_rate, "decay_rate", name, low=0, low_open=True)
+    check_int(transition_begin, "transition_begin", name, low=0)
     if end_value is not None:
-        _check_number(end_value, "end_value", name)
+        check_real(end_value, "end_value", name)
     bound = jnp.maximum if decay_rate < 1 else jnp.minimum
 
     def schedule(count):
@@ -110,10 +94,10 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
         \eta(t) = \eta_0 \left[(1-\alpha) \left(\tfrac{1}{2}(1 + \cos(\pi s / T))\right)^{e} + \alpha\right]
     """
     name = "cosine_decay_schedule"
-    _check_number(init_value, "init_value", name)
-    _check_steps(decay_steps, "decay_steps", name)
-    _check_number(alpha, "alpha", name)
-    _check_number(exponent, "exponent", name, positive=True)
+    check_real(init_value, "init_value", name)
+    check_positive_int(decay_steps, "decay_steps", name)
+    check_real(alpha, "alpha", name)
+    check_real(exponent, "exponent", name, low=0, low_open=True)
 
     def schedule(count):
         # In float: an int32 product could overflow for long runs.
@@ -152,12 +136,12 @@ def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_st
     ``end_value`` at step :math:`D`.
     """
     name = "warmup_cosine_decay_schedule"
-    _check_number(peak_value, "peak_value", name)
-    _check_steps(warmup_steps, "warmup_steps", name, positive=False)
-    _check_steps(decay_steps, "decay_steps", name)
+    check_real(peak_value, "peak_value", name)
+    check_int(warmup_steps, "warmup_steps", name, low=0)
+    check_positive_int(decay_steps, "decay_steps", name)
     if decay_steps <= warmup_steps:
-        raise ValueError(f"{name}: decay_steps (={decay_steps}) counts the warm-up and must exceed "
-                         f"warmup_steps (={warmup_steps})")
+        raise ValueError(f"{name}: `decay_steps` (={decay_steps}) counts the warm-up and must exceed "
+                         f"`warmup_steps` (={warmup_steps})")
     alpha = 0.0 if peak_value == 0 else end_value / peak_value
     warmup = (linear_schedule(init_value, peak_value, warmup_steps) if warmup_steps > 0
               else constant_schedule(peak_value))
@@ -174,11 +158,11 @@ def piecewise_constant_schedule(init_value: float, boundaries_and_scales: Mappin
     ``MultiStepLR`` with ``milestones=[1000, 2000], gamma=0.1``, counted in steps).
     """
     name = "piecewise_constant_schedule"
-    _check_number(init_value, "init_value", name)
+    check_real(init_value, "init_value", name)
     items = sorted((boundaries_and_scales or {}).items())
     for boundary, scale in items:
-        _check_steps(boundary, "boundary", name, positive=False)
-        _check_number(scale, f"scale at step {boundary}", name, non_negative=True)
+        check_int(boundary, "boundary", name, low=0)
+        check_real(scale, f"boundaries_and_scales[{boundary}]", name, low=0)
 
     def schedule(count):
         value = jnp.asarray(init_value, jnp.float32)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import compute_dtype
+from jaxnn._dtypes import compute_dtype
 from jaxnn.optim.base import (
     GradientTransformation,
     PyTree,

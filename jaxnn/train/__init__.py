@@ -4,7 +4,7 @@ See ``DESIGN.md``: ``TrainState(params, state, opt_state, step, key)`` is one py
 is ``(train_state, batch) -> (train_state, metrics)``, jitted once with the state donated.
 """
 
-from jaxnn.train.callbacks import Callback, Checkpoint, EarlyStopping, LearningRateLogger
+from jaxnn.train.callbacks import Callback, Checkpoint, EarlyStopping, LearningRateLogger, ProgressBar
 from jaxnn.train.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from jaxnn.train.history import History
 from jaxnn.train.loop import NonFiniteLossError, evaluate, fit
@@ -19,6 +19,7 @@ __all__ = [
     "History",
     "LearningRateLogger",
     "NonFiniteLossError",
+    "ProgressBar",
     "TrainState",
     "averages",
     "create_train_state",

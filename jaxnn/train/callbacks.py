@@ -1,28 +1,57 @@
-"""Callbacks: early stopping, checkpoints and learning-rate logging, called by ``fit`` after each epoch."""
+"""Callbacks, the hooks of ``fit``: early stopping, checkpoints, learning-rate logging and the
+progress bar.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxnn._checks import check_bool, check_choice, check_int, check_positive_int, check_real, is_real
 from jaxnn.train.checkpoint import save_checkpoint
 from jaxnn.train.state import TrainState
+from jaxnn.train.step import averages
 
 
 class Callback:
-    """Base class. ``fit`` calls these hooks; each may return a new train state (or ``None`` to keep it).
+    """Base class. ``fit`` calls these hooks, in this order, on every callback in its list:
 
-    Set ``self.stop_training = True`` in ``on_epoch_end`` to end training after that epoch.
+    - ``on_train_begin(train_state)`` once, before the first epoch;
+    - per epoch, ``on_epoch_begin(epoch)``, then ``on_steps_end(examples, totals)`` after each
+      compiled call of the epoch's training steps, then ``on_epoch_end(epoch, logs,
+      train_state)`` once the epoch's metrics (and validation metrics) are known;
+    - ``on_train_end(train_state)`` once, after the last epoch;
+    - ``on_train_error(error)`` instead of whatever was left, when training stops with an
+      exception (which ``fit`` then re-raises).
+
+    ``epoch`` counts from 0. The hooks that receive a train state may return a new one (or
+    ``None`` to keep it). Set ``self.stop_training = True`` in ``on_epoch_end`` to end training
+    after that epoch.
     """
 
     stop_training: bool = False
 
     def on_train_begin(self, train_state: TrainState) -> TrainState | None:
+        return None
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        return None
+
+    def on_steps_end(self, examples: int, totals: Mapping[str, jax.Array]) -> None:
+        """After each compiled call: ``examples`` trained on so far this epoch, and the epoch's
+        running metric sums (see :func:`~jaxnn.train.step.averages`).
+
+        The sums are still on the device, and the next call takes over their buffers: read them
+        here or not at all. Reading them waits for the device to finish the call, so a callback
+        that reads them every time makes the host wait on every call: read them rarely.
+        """
         return None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], train_state: TrainState) -> TrainState | None:
@@ -31,12 +60,23 @@ class Callback:
     def on_train_end(self, train_state: TrainState) -> TrainState | None:
         return None
 
+    def on_train_error(self, error: BaseException) -> None:
+        """Training stopped with ``error`` (a :class:`~jaxnn.train.loop.NonFiniteLossError`, an
+        interrupt, ...), which ``fit`` re-raises after this hook: release what the callback holds."""
+        return None
 
-def _check_mode(mode: str, monitor: str, where: str) -> str:
+
+def _check_monitor(monitor: Any, where: str) -> str:
+    if not isinstance(monitor, str):
+        raise TypeError(f"{where}: `monitor` must be the name of a metric, such as 'val_loss', "
+                        f"got {monitor!r}")
+    return monitor
+
+
+def _check_mode(mode: Any, monitor: str, where: str) -> str:
+    check_choice(mode, "mode", where, ("min", "max", "auto"))
     if mode == "auto":
         return "max" if "accuracy" in monitor else "min"
-    if mode not in ("min", "max"):
-        raise ValueError(f"{where}: mode must be 'min', 'max' or 'auto', got {mode!r}")
     return mode
 
 
@@ -64,13 +104,12 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be a non-negative int, got {patience!r}")
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"EarlyStopping: min_delta must be a non-negative number, got {min_delta!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
-        self.mode = _check_mode(mode, monitor, "EarlyStopping")
-        self.restore_best = restore_best
+        where = "EarlyStopping"
+        self.monitor = _check_monitor(monitor, where)
+        self.patience = check_int(patience, "patience", where, low=0)
+        self.min_delta = check_real(min_delta, "min_delta", where, low=0.0, finite=False)
+        self.mode = _check_mode(mode, monitor, where)
+        self.restore_best = check_bool(restore_best, "restore_best", where)
         self.on_train_begin(None)
 
     def on_train_begin(self, train_state):
@@ -117,10 +156,16 @@ class Checkpoint(Callback):
 
     def __init__(self, path: str | os.PathLike, every: int = 1, best_only: bool = False,
                  monitor: str = "val_loss", mode: str = "auto", metadata: Mapping | None = None):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"Checkpoint: every must be a positive int, got {every!r}")
-        self.path, self.every, self.best_only, self.monitor = os.fspath(path), every, best_only, monitor
-        self.mode = _check_mode(mode, monitor, "Checkpoint")
+        where = "Checkpoint"
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{where}: `path` must be a file path (str or os.PathLike), got {path!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"{where}: `metadata` must be a dict (or None), got {type(metadata).__name__}")
+        self.path = os.fspath(path)
+        self.every = check_positive_int(every, "every", where)
+        self.best_only = check_bool(best_only, "best_only", where)
+        self.monitor = _check_monitor(monitor, where)
+        self.mode = _check_mode(mode, monitor, where)
         self.metadata = dict(metadata or {})
         self.best = math.inf if self.mode == "min" else -math.inf
         self.saved_epochs: list[int] = []
@@ -148,8 +193,75 @@ class LearningRateLogger(Callback):
     """
 
     def __init__(self, schedule):
+        if not (callable(schedule) or is_real(schedule)):
+            raise TypeError("LearningRateLogger: `schedule` must be a learning rate (a number) or a schedule "
+                            f"(a function of the step count), got {schedule!r}")
         self.schedule = schedule
 
     def on_epoch_end(self, epoch, logs, train_state):
         rate = self.schedule(train_state.step) if callable(self.schedule) else self.schedule
         logs["lr"] = float(rate)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr (examples done, running loss and metrics, examples per
+    second), then one line per epoch with the epoch's metrics; without tqdm, the lines alone.
+
+    ``fit(..., progress=True)`` adds one after the other callbacks, so each line also shows what
+    they added to the epoch's metrics (``lr``). The running metrics are sums on the device, and
+    reading them waits for it: the bar reads them at most once per ``log_every_seconds``, and
+    once when the epoch's last call is done, never once per step.
+
+    Args:
+      epochs: the epoch training stops after, shown as ``epoch 3/30``.
+      examples_per_epoch: training examples in an epoch, the length of the bar.
+      log_every_seconds: the least time between two reads of the running metrics.
+    """
+
+    def __init__(self, epochs: int, examples_per_epoch: int, log_every_seconds: float = 0.5):
+        where = "ProgressBar"
+        self.epochs = check_int(epochs, "epochs", where, low=0)
+        self.examples_per_epoch = check_positive_int(examples_per_epoch, "examples_per_epoch", where)
+        self.log_every_seconds = check_real(log_every_seconds, "log_every_seconds", where, low=0.0)
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        self.tqdm = tqdm
+        self.bar = None
+
+    def on_epoch_begin(self, epoch):
+        self.started = self.last_read = time.perf_counter()
+        self.shown = 0  # examples the bar counts so far
+        if self.tqdm is not None:
+            self.bar = self.tqdm(total=self.examples_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
+                                 unit="ex", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def on_steps_end(self, examples, totals):
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        # At the epoch's end fit reads the sums anyway, so reading them here costs no extra wait,
+        # and the bar stands full during validation.
+        if examples == self.examples_per_epoch or now - self.last_read >= self.log_every_seconds:
+            means = averages(totals)
+            now = time.perf_counter()
+            self.bar.update(examples - self.shown)
+            self.bar.set_postfix({**{name: f"{value:.4f}" for name, value in means.items()},
+                                  "ex/s": f"{examples / (now - self.started):,.0f}"}, refresh=False)
+            self.shown, self.last_read = examples, now
+
+    def on_epoch_end(self, epoch, logs, train_state):
+        self._close_bar()
+        shown = "  ".join(f"{name} {value:.4f}" if name != "samples_per_second" else f"{value:,.0f} ex/s"
+                          for name, value in logs.items() if name != "epoch_seconds")
+        line = f"epoch {epoch + 1}/{self.epochs}  {shown}"
+        (self.tqdm.write if self.tqdm is not None else print)(line, file=sys.stderr)
+
+    def on_train_error(self, error):
+        self._close_bar()
+
+    def _close_bar(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
+from jaxnn._files import write_atomically
 
 FORMAT = "jaxnn.checkpoint"
 FORMAT_VERSION = 1
@@ -80,25 +80,7 @@ def save_checkpoint(path: str | os.PathLike, train_state: Any, metadata: Mapping
     arrays, table = _flatten_for_saving(train_state)
     metadata_bytes = _encode_metadata(metadata, table)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    # O_EXCL: never write into a file someone else created; mode 0o666 lets the umask decide
-    # the permissions, as for any ordinary new file.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            _write_archive(file, arrays, metadata_bytes)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+    write_atomically(path, lambda file: _write_archive(file, arrays, metadata_bytes))
 
 
 def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
@@ -278,23 +260,6 @@ def _write_archive(file, arrays: list[tuple[str, np.ndarray]], metadata_bytes: b
             # force_zip64 as in np.savez: the entry's size is not known before it is written.
             with archive.open(_zip_info(f"{name}.npy"), "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
-
-
-def _fsync_directory(directory: str) -> None:
-    # Makes the rename itself durable. Windows cannot open a directory, and some filesystems
-    # refuse to fsync one; the file's own fsync has already made its contents durable.
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,28 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 
-
-def write_json(path: str | os.PathLike, value, *, sort_keys: bool = False) -> None:
-    """Write ``value`` as JSON to ``path`` atomically: a temporary file in the same folder, fsynced,
-    then renamed over ``path``; a failure removes the temporary file and leaves ``path`` as it was.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            json.dump(value, file, indent=1, sort_keys=sort_keys)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+from jaxnn._files import write_json
 
 
 class History(Mapping):

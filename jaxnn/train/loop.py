@@ -4,33 +4,39 @@ The whole training set goes to the device once. Each epoch draws a permutation f
 state's key, and the compiled step gathers its batches from the device-resident arrays, so no
 data crosses from the host during an epoch. Full batches run ``steps_per_call`` at a time inside
 one ``lax.scan``; the last partial batch has its own shape, compiled once and reused every epoch.
-Metric sums stay on the device and are read by the host once per logging interval.
+Metric sums stay on the device and are read by the host once per epoch, and by the progress bar
+(a callback, :class:`~jaxnn.train.callbacks.ProgressBar`) once per logging interval.
+
+``fit`` is put together from small pieces, as Keras's is: the batch plan (how an epoch is cut
+into compiled calls), the placement of the data and train state on the device, one epoch of
+training steps, and the callbacks that everything else (progress, checkpoints, early stopping)
+is made of.
 """
 
 from __future__ import annotations
 
 import functools
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn._checks import check_bool, check_int, check_positive_int, check_real
 from jaxnn.data.checks import check_dataset
-from jaxnn.train.callbacks import Callback
+from jaxnn.train.callbacks import Callback, ProgressBar
 from jaxnn.train.history import History
-from jaxnn.train.state import TrainState
+from jaxnn.train.state import TrainState, check_model, check_optimizer, check_train_state
 from jaxnn.train.step import (
     NO_BAD_STEP,
     add_sums,
     averages,
-    default_metrics,
     eval_sums,
     one_step,
     resolve_loss,
+    resolve_metrics,
     scan_steps,
     zero_sums,
 )
@@ -67,6 +73,17 @@ def _check_data(data: Any, name: str, model, train_state, loss) -> tuple[np.ndar
     return x, y
 
 
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    if not isinstance(callbacks, Sequence) or isinstance(callbacks, str):
+        raise TypeError(f"fit: `callbacks` must be a list of Callback objects, "
+                        f"got {type(callbacks).__name__}")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"fit: `callbacks` must hold Callback objects (subclasses of "
+                            f"jaxnn.train.Callback), got {callback!r}")
+    return list(callbacks)
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled_steps(model, optimizer, loss_fn, metric_items):
     """The jitted ``run_steps`` for one model, optimizer, loss and metrics.
@@ -100,39 +117,54 @@ def _start_epoch(key, n, metric_names):
     return run_key, jax.random.permutation(shuffle_key, n), zero_sums(metric_names)
 
 
-class _Progress:
-    """A tqdm bar per epoch when tqdm is installed; one printed line per epoch otherwise."""
+def _batch_plan(num_examples: int, batch_size: int, steps_per_call: int) -> list[tuple[int, int, int]]:
+    """The compiled calls of one epoch, as ``(first position in the epoch's order, steps, batch size)``.
 
-    def __init__(self, enabled: bool, epochs: int):
-        self.enabled, self.epochs, self.bar = enabled, epochs, None
-        self.tqdm = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-                self.tqdm = tqdm
-            except ImportError:
-                self.tqdm = None
+    Full batches go ``steps_per_call`` to a call; the full batches left over go one to a call,
+    and the last partial batch, if any, is a call of its own size. The plan is the same every
+    epoch, so an epoch has at most three call shapes, each compiled once for the whole run. For
+    14 examples in batches of 4, two steps per call: ``[(0, 2, 4), (8, 1, 4), (12, 1, 2)]``.
+    """
+    full_batches, remainder = divmod(num_examples, batch_size)
+    calls = [(start * batch_size, steps_per_call, batch_size)
+             for start in range(0, full_batches - steps_per_call + 1, steps_per_call)]
+    calls += [(start * batch_size, 1, batch_size)
+              for start in range(len(calls) * steps_per_call, full_batches)]
+    if remainder:
+        calls.append((full_batches * batch_size, 1, remainder))
+    return calls
 
-    def start(self, epoch: int, total: int):
-        if self.enabled and self.tqdm is not None:
-            self.bar = self.tqdm(total=total, desc=f"epoch {epoch + 1}/{self.epochs}", unit="ex",
-                                 leave=False, dynamic_ncols=True, file=sys.stderr)
 
-    def update(self, examples: int, means: Mapping[str, float], rate: float):
-        if self.bar is not None:
-            self.bar.update(examples)
-            self.bar.set_postfix({**{k: f"{v:.4f}" for k, v in means.items()}, "ex/s": f"{rate:,.0f}"},
-                                 refresh=False)
+def _place_on_device(train_state: TrainState, x: np.ndarray, y: np.ndarray):
+    """A private copy of ``train_state``, and ``x`` and ``y``, committed to the train state's device.
 
-    def end(self, epoch: int, logs: Mapping[str, float]):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        if self.enabled:
-            shown = "  ".join(f"{k} {v:.4f}" if k != "samples_per_second" else f"{v:,.0f} ex/s"
-                              for k, v in logs.items() if k not in ("epoch_seconds",))
-            line = f"epoch {epoch + 1}/{self.epochs}  {shown}"
-            (self.tqdm.write if self.tqdm is not None else print)(line, file=sys.stderr)
+    The copy keeps the caller's train state valid (the steps donate their input) and separates
+    leaves that share one buffer, since a buffer can be donated only once. Committing everything
+    to one device makes each call shape compile once.
+    """
+    device = next(iter(train_state.step.devices()))
+    train_state = jax.device_put(jax.tree.map(jnp.copy, train_state), device)
+    return train_state, jax.device_put(x, device), jax.device_put(y, device)
+
+
+def _train_epoch(run_steps, train_state: TrainState, x_all, y_all, plan, metric_names, callbacks):
+    """One epoch of training steps: ``(train_state, the epoch's metric sums on the host, seconds)``.
+
+    Nothing waits for the device until the end, where the sums are read once; callbacks see
+    them, still on the device, after each call.
+    """
+    run_key, order, totals = _start_epoch(train_state.key, x_all.shape[0], metric_names)
+    train_state = train_state._replace(key=run_key)
+    started = time.perf_counter()
+    seen = 0
+    for first, steps, size in plan:
+        train_state, totals = run_steps(train_state, totals, x_all, y_all, order, first,
+                                        count=steps, size=size)
+        seen += steps * size
+        for callback in callbacks:
+            callback.on_steps_end(seen, totals)
+    totals = jax.device_get(totals)
+    return train_state, totals, time.perf_counter() - started
 
 
 def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, batch_size: int = 128,
@@ -163,8 +195,10 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
       metrics: per-example metric functions by name; default accuracy for cross-entropy.
       validation_data: optional ``(x, y)`` evaluated after each epoch.
       steps_per_call: optimizer steps per compiled call, inside one ``lax.scan``.
-      callbacks: :class:`Callback` objects, called in order after each epoch.
-      progress: show a progress bar (tqdm, if installed) and one line per epoch on stderr.
+      callbacks: :class:`Callback` objects; their hooks are called in list order (see
+        :class:`Callback` for when).
+      progress: show a progress bar (tqdm, if installed) and one line per epoch on stderr: a
+        :class:`~jaxnn.train.callbacks.ProgressBar` called after ``callbacks``.
       initial_epoch: epochs already done (when resuming).
       history: a history to continue (when resuming).
       log_every_seconds: how often the progress bar reads the running metrics from the device.
@@ -172,82 +206,72 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     Raises:
       NonFiniteLossError: the loss became NaN or infinite; names the step. Callbacks have
         not seen the bad epoch, so the last checkpoint holds finite weights.
+      TypeError: an argument of the wrong type (``epochs="3"``, ``batch_size=2.5``, a callback
+        that is not a :class:`Callback`, ``loss=3``), naming the argument; or data that is not
+        a pair ``(x, y)``, or labels of the wrong dtype.
+      ValueError: a value out of range (``batch_size=0``), an unknown loss name, or bad data.
     """
-    for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1),
-                             ("steps_per_call", steps_per_call, 1), ("initial_epoch", initial_epoch, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"fit: {name} must be an int >= {low}, got {value!r}")
-    loss_name = loss
-    x, y = _check_data(train_data, "train", model, train_state, loss_name)
+    where = "fit"
+    check_model(model, where)
+    check_optimizer(optimizer, where)
+    check_train_state(train_state, where)
+    epochs = check_int(epochs, "epochs", where, low=0)
+    batch_size = check_positive_int(batch_size, "batch_size", where)
+    steps_per_call = check_positive_int(steps_per_call, "steps_per_call", where)
+    initial_epoch = check_int(initial_epoch, "initial_epoch", where, low=0)
+    progress = check_bool(progress, "progress", where)
+    log_every_seconds = check_real(log_every_seconds, "log_every_seconds", where, low=0.0)
+    callbacks = _check_callbacks(callbacks)
+    if history is not None and not isinstance(history, History):
+        raise TypeError(f"fit: `history` must be a History (or None), got {type(history).__name__}")
+    loss_fn = resolve_loss(loss, "loss", where)
+    metric_fns = resolve_metrics(metrics, loss, where)
+    x, y = _check_data(train_data, "train", model, train_state, loss)
     validation = None if validation_data is None else _check_data(validation_data, "validation", model,
-                                                                   train_state, loss_name)
-    metric_fns = dict(default_metrics(loss_name) if metrics is None else metrics)
-    loss_fn = resolve_loss(loss)
+                                                                   train_state, loss)
+
     run_steps = _cached(_compiled_steps, model, optimizer, loss_fn, tuple(metric_fns.items()))
-    n = x.shape[0]
-    # A private copy: the caller's train state stays valid (the steps donate their input), and
-    # leaves that share one buffer are separated, since a buffer can be donated only once.
-    # Everything on the train state's device, committed, so each call shape compiles once.
-    device = next(iter(train_state.step.devices()))
-    train_state = jax.device_put(jax.tree.map(jnp.copy, train_state), device)
-    x_all, y_all = jax.device_put(x, device), jax.device_put(y, device)
-    full_batches, remainder = divmod(n, batch_size)
-    # (first example, steps, batch size) of each compiled call in an epoch: the same every epoch.
-    calls = [(start * batch_size, steps_per_call, batch_size)
-             for start in range(0, full_batches - steps_per_call + 1, steps_per_call)]
-    calls += [(start * batch_size, 1, batch_size)
-              for start in range(len(calls) * steps_per_call, full_batches)]
-    if remainder:
-        calls.append((full_batches * batch_size, 1, remainder))
+    train_state, x_all, y_all = _place_on_device(train_state, x, y)
+    plan = _batch_plan(x.shape[0], batch_size, steps_per_call)
     history = History() if history is None else history
-    callbacks = list(callbacks)
-    for callback in callbacks:
-        train_state = callback.on_train_begin(train_state) or train_state
-    progress_display = _Progress(progress, epochs)
+    if progress:
+        callbacks.append(ProgressBar(epochs, x.shape[0], log_every_seconds))
 
-    for epoch in range(initial_epoch, epochs):
-        run_key, order, totals = _start_epoch(train_state.key, n, tuple(metric_fns))
-        train_state = train_state._replace(key=run_key)
-        progress_display.start(epoch, n)
-        started = last_read = time.perf_counter()
-        seen = reported = 0
-        for first, count, size in calls:
-            train_state, totals = run_steps(train_state, totals, x_all, y_all, order, first,
-                                            count=count, size=size)
-            seen += count * size
-            now = time.perf_counter()
-            if progress and now - last_read >= log_every_seconds:
-                progress_display.update(seen - reported, averages(totals), seen / (now - started))
-                reported, last_read = seen, now
-        totals = jax.device_get(totals)  # the epoch's one read of the metrics
-        means = averages(totals)
-        elapsed = time.perf_counter() - started
-        progress_display.update(seen - reported, means, seen / elapsed)
-        first_bad = int(totals["first_bad_step"])
-        if first_bad != int(NO_BAD_STEP):
-            progress_display.end(epoch, {})
-            raise NonFiniteLossError(first_bad, epoch + 1)
-        logs = dict(means)
-        if validation is not None:
-            logs.update({f"val_{k}": v for k, v in
-                         _evaluate(model, train_state, validation, loss_fn, metric_fns, max(batch_size, 1024)).items()})
-        logs["epoch_seconds"] = elapsed
-        logs["samples_per_second"] = n / elapsed
+    try:
         for callback in callbacks:
-            train_state = callback.on_epoch_end(epoch, logs, train_state) or train_state
-        history.append(logs)
-        progress_display.end(epoch, logs)
-        if any(callback.stop_training for callback in callbacks):
-            break
-
-    for callback in callbacks:
-        train_state = callback.on_train_end(train_state) or train_state
+            train_state = callback.on_train_begin(train_state) or train_state
+        for epoch in range(initial_epoch, epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            train_state, totals, seconds = _train_epoch(run_steps, train_state, x_all, y_all, plan,
+                                                        tuple(metric_fns), callbacks)
+            first_bad = int(totals["first_bad_step"])
+            if first_bad != int(NO_BAD_STEP):
+                raise NonFiniteLossError(first_bad, epoch + 1)
+            logs = averages(totals)
+            if validation is not None:
+                validation_means = _evaluate(model, train_state, validation, loss_fn, metric_fns,
+                                             max(batch_size, 1024))
+                logs.update({f"val_{name}": value for name, value in validation_means.items()})
+            logs["epoch_seconds"] = seconds
+            logs["samples_per_second"] = x.shape[0] / seconds
+            for callback in callbacks:
+                train_state = callback.on_epoch_end(epoch, logs, train_state) or train_state
+            history.append(logs)
+            if any(callback.stop_training for callback in callbacks):
+                break
+        for callback in callbacks:
+            train_state = callback.on_train_end(train_state) or train_state
+    except BaseException as error:
+        for callback in callbacks:
+            callback.on_train_error(error)
+        raise
     return train_state, history
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_eval(model, loss_fn, metric_items):
-    return jax.jit(eval_sums(model, loss_fn, dict(metric_items)))
+def _compiled_eval(model, loss_fn, metric_items, with_outputs):
+    return jax.jit(eval_sums(model, loss_fn, dict(metric_items), with_outputs=with_outputs))
 
 
 def _cached(builder, *args):
@@ -260,29 +284,51 @@ def _cached(builder, *args):
         return builder.__wrapped__(*args)
 
 
-def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size) -> dict[str, float]:
-    evaluate_batch = _cached(_compiled_eval, model, loss_fn, tuple(metric_fns.items()))
+def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size, *, with_outputs=False):
+    """Means of the loss and metrics over ``data``; with ``with_outputs``, ``(means, outputs)``,
+    the model's outputs for every example gathered on the host from the same pass."""
+    evaluate_batch = _cached(_compiled_eval, model, loss_fn, tuple(metric_fns.items()), with_outputs)
     x, y = data
-    totals = zero_sums(metric_fns)
+    totals, outputs = zero_sums(metric_fns), []
     for start in range(0, x.shape[0], batch_size):
-        sums = evaluate_batch(train_state.params, train_state.state, x[start:start + batch_size],
-                              y[start:start + batch_size])
+        result = evaluate_batch(train_state.params, train_state.state, x[start:start + batch_size],
+                                y[start:start + batch_size])
+        if with_outputs:
+            sums, batch_outputs = result
+            outputs.append(batch_outputs)
+        else:
+            sums = result
         totals = add_sums(totals, sums)
+    if with_outputs:
+        return averages(totals), np.concatenate(jax.device_get(outputs))
     return averages(totals)
 
 
 def evaluate(model, train_state: TrainState, data, *, loss="cross_entropy", metrics=None,
-             batch_size: int = 1024) -> dict[str, float]:
+             batch_size: int = 1024, return_outputs: bool = False):
     """Mean loss and metrics of ``model`` on ``data = (x, y)``, with ``train=False``.
 
     The data is checked as in :func:`fit`; batches of ``batch_size`` are summed on the device
     and averaged over all examples, so the result does not depend on the batch size.
 
+    Args:
+      return_outputs: also return the model's outputs for every example (the logits, for a
+        classifier), from the same forward pass, as one NumPy array of ``len(x)`` rows.
+
     Returns:
-      ``{"loss": ..., "accuracy": ...}`` (accuracy for cross-entropy by default).
+      ``{"loss": ..., "accuracy": ...}`` (accuracy for cross-entropy by default); with
+      ``return_outputs=True``, the pair ``(that dict, outputs)``.
+
+    Raises:
+      TypeError: an argument of the wrong type (``batch_size=2.5``, ``loss=3``), naming it.
+      ValueError: a value out of range (``batch_size=0``), an unknown loss name, or bad data.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"evaluate: batch_size must be a positive int, got {batch_size!r}")
+    where = "evaluate"
+    check_model(model, where)
+    check_train_state(train_state, where)
+    batch_size = check_positive_int(batch_size, "batch_size", where)
+    return_outputs = check_bool(return_outputs, "return_outputs", where)
+    loss_fn = resolve_loss(loss, "loss", where)
+    metric_fns = resolve_metrics(metrics, loss, where)
     x, y = _check_data(data, "evaluation", model, train_state, loss)
-    metric_fns = dict(default_metrics(loss) if metrics is None else metrics)
-    return _evaluate(model, train_state, (x, y), resolve_loss(loss), metric_fns, batch_size)
+    return _evaluate(model, train_state, (x, y), loss_fn, metric_fns, batch_size, with_outputs=return_outputs)

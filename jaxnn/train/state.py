@@ -1,4 +1,6 @@
-"""The training state: everything a run needs to continue, as one pytree."""
+"""The training state: everything a run needs to continue, as one pytree; and the checks that
+every training entry point makes of the model, optimizer and train state it is given.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.core import Layer
 
 
 class TrainState(NamedTuple):
@@ -34,8 +39,39 @@ def create_train_state(model, optimizer, key: jax.Array, input_shape) -> TrainSt
     """Initialize ``model`` for per-example ``input_shape`` and ``optimizer`` for its params.
 
     ``key`` is split in two: one half initializes the model, the other seeds the run (dropout).
+    ``input_shape`` is checked by the model's ``init``.
     """
+    check_model(model, "create_train_state")
+    check_optimizer(optimizer, "create_train_state")
+    if not isinstance(key, (jax.Array, np.ndarray)):
+        raise TypeError(f"create_train_state: `key` must be a PRNG key such as jax.random.key(0), "
+                        f"got {key!r}")
     init_key, run_key = jax.random.split(key)
     _, params, state = model.init(init_key, input_shape)
     return TrainState(params=params, state=state, opt_state=optimizer.init(params),
                       step=jnp.zeros((), jnp.int32), key=run_key)
+
+
+def check_model(model: Any, where: str) -> Layer:
+    """Returns ``model``, raising a ``TypeError`` unless it is a :class:`jaxnn.Layer`."""
+    if not isinstance(model, Layer):
+        raise TypeError(f"{where}: `model` must be a jaxnn.Layer (such as jaxnn.Sequential([...])), "
+                        f"got {type(model).__name__}")
+    return model
+
+
+def check_optimizer(optimizer: Any, where: str) -> Any:
+    """Returns ``optimizer``, raising a ``TypeError`` unless it has the ``init`` and ``update``
+    functions of a gradient transformation (``jaxnn.optim`` or optax)."""
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"{where}: `optimizer` must be a gradient transformation with init and update "
+                        f"(such as jaxnn.optim.adam(1e-3)), got {type(optimizer).__name__}")
+    return optimizer
+
+
+def check_train_state(train_state: Any, where: str) -> TrainState:
+    """Returns ``train_state``, raising a ``TypeError`` unless it is a :class:`TrainState`."""
+    if not isinstance(train_state, TrainState):
+        raise TypeError(f"{where}: `train_state` must be a TrainState (from create_train_state or "
+                        f"restore_checkpoint), got {type(train_state).__name__}")
+    return train_state

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import losses as losses_module
+from jaxnn._checks import check_bool, check_callable, check_positive_int
 from jaxnn.optim import apply_updates
-from jaxnn.train.state import TrainState
+from jaxnn.train.state import TrainState, check_model, check_optimizer
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -39,19 +40,50 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
-def resolve_loss(loss: str | LossFn) -> LossFn:
-    """A loss name from :data:`LOSSES`, or a function ``(outputs, targets) -> per-example losses``."""
+def resolve_loss(loss: str | LossFn, argument: str, where: str) -> LossFn:
+    """A loss name from :data:`LOSSES`, or a function ``(outputs, targets) -> per-example losses``.
+
+    Anything else is a ``TypeError``, and a name not in :data:`LOSSES` a ``ValueError``, each
+    naming ``argument`` of ``where``.
+    """
     if callable(loss):
         return loss
+    if not isinstance(loss, str):
+        raise TypeError(f"{where}: `{argument}` must be a name in {sorted(LOSSES)} or a function "
+                        f"(outputs, targets) -> per-example losses, got {loss!r}")
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or a function "
-                         "(outputs, targets) -> per-example losses")
+        raise ValueError(f"{where}: unknown loss {loss!r} for `{argument}`; expected one of {sorted(LOSSES)} "
+                         "or a function (outputs, targets) -> per-example losses")
     return LOSSES[loss]
 
 
-def default_metrics(loss: str | LossFn) -> dict[str, MetricFn]:
-    """Accuracy for classification losses given by name; nothing otherwise."""
-    return {"accuracy": correct} if loss == "cross_entropy" else {}
+# Keys of the metric sums that are not metrics: a metric of one of these names would overwrite them.
+SUM_KEYS = ("loss", "count", "first_bad_step")
+
+
+def resolve_metrics(metrics: Mapping[str, MetricFn] | None, loss: str | LossFn,
+                    where: str) -> dict[str, MetricFn]:
+    """``metrics`` as a new dict ``name -> (outputs, targets) -> per-example values``.
+
+    ``None`` gives the default: accuracy for the loss named ``"cross_entropy"``, nothing for other
+    losses. A ``metrics`` that is not a dict of functions by name is a ``TypeError``; a metric
+    named ``"loss"``, ``"count"`` or ``"first_bad_step"`` (the names of the sums kept beside the
+    metrics) is a ``ValueError``.
+    """
+    if metrics is None:
+        return {"accuracy": correct} if loss == "cross_entropy" else {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"{where}: `metrics` must be a dict of per-example metric functions by name "
+                        f"({{'name': fn}}), got {metrics!r}")
+    for name, metric in metrics.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{where}: `metrics` must be keyed by metric names (str), got the key {name!r}")
+        if name in SUM_KEYS:
+            raise ValueError(f"{where}: `metrics` may not name a metric {name!r}; {', '.join(SUM_KEYS)} "
+                             "are kept beside the metrics")
+        check_callable(metric, f"metrics[{name!r}]", where,
+                       "a function (outputs, targets) -> per-example values")
+    return dict(metrics)
 
 
 def _per_example(values: jax.Array, batch_size: int, what: str) -> jax.Array:
@@ -158,16 +190,25 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
       metric, ``"count"`` — and ``"first_bad_step"``, the step of the first non-finite loss
       (int32 max if none); :func:`averages` gives means.
 
+    Raises:
+      TypeError: an argument of the wrong type (``steps_per_call=2.0``, ``loss_fn=3``, metrics
+        that are not a dict of functions by name), naming the argument.
+      ValueError: a value out of range (``steps_per_call=0``) or an unknown loss name.
+
     Example::
 
         train_step = make_train_step(model, "cross_entropy", jaxnn.optim.adam(1e-3))
         for x, y in batches:
             train_state, sums = train_step(train_state, (x, y))
     """
-    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
-        raise ValueError(f"steps_per_call must be a positive int, got {steps_per_call!r}")
-    metric_fns = dict(default_metrics(loss_fn) if metrics is None else metrics)
-    step = one_step(model, resolve_loss(loss_fn), optimizer, metric_fns)
+    where = "make_train_step"
+    check_model(model, where)
+    check_optimizer(optimizer, where)
+    steps_per_call = check_positive_int(steps_per_call, "steps_per_call", where)
+    donate = check_bool(donate, "donate", where)
+    loss = resolve_loss(loss_fn, "loss_fn", where)
+    metric_fns = resolve_metrics(metrics, loss_fn, where)
+    step = one_step(model, loss, optimizer, metric_fns)
     donate_argnums = (0,) if donate else ()
 
     if steps_per_call == 1:
@@ -188,13 +229,18 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
     return jax.jit(train_step, donate_argnums=donate_argnums)
 
 
-def eval_sums(model, loss_fn: LossFn, metric_fns: Mapping[str, MetricFn]):
-    """The un-jitted ``(params, state, x, y) -> sums`` of an evaluation batch (``train=False``)."""
+def eval_sums(model, loss_fn: LossFn, metric_fns: Mapping[str, MetricFn], *, with_outputs: bool = False):
+    """The un-jitted ``(params, state, x, y) -> sums`` of an evaluation batch (``train=False``).
+
+    With ``with_outputs=True`` it returns ``(sums, outputs)``: the model's outputs for the batch
+    as well, from the same forward pass.
+    """
 
     def evaluate_batch(params, state, x, y):
         outputs, _ = model.apply(params, state, x)
         losses = _per_example(loss_fn(outputs, y), x.shape[0], "loss_fn")
-        return _batch_sums(outputs, y, losses, metric_fns, jnp.zeros((), jnp.int32))
+        sums = _batch_sums(outputs, y, losses, metric_fns, jnp.zeros((), jnp.int32))
+        return (sums, outputs) if with_outputs else sums
 
     return evaluate_batch
 
@@ -204,8 +250,10 @@ def make_eval_step(model, loss_fn: str | LossFn, *, metrics: Mapping[str, Metric
 
     The sums add across batches of any size; :func:`averages` gives the means.
     """
-    metric_fns = dict(default_metrics(loss_fn) if metrics is None else metrics)
-    evaluate_batch = eval_sums(model, resolve_loss(loss_fn), metric_fns)
+    where = "make_eval_step"
+    check_model(model, where)
+    loss = resolve_loss(loss_fn, "loss_fn", where)
+    evaluate_batch = eval_sums(model, loss, resolve_metrics(metrics, loss_fn, where))
 
     @jax.jit
     def eval_step(train_state, batch):

@@ -95,15 +95,15 @@ def test_errors_are_raised_at_the_call_not_the_first_batch():
         batches(x, y, batch_size=2, shuffle=True)
     with pytest.raises(ValueError, match=re.escape("got x of shape (10, 2) and y of shape (9,)")):
         batches(x, y[:9], batch_size=2)
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=re.escape("`batch_size` (=0) must be a positive int")):
         batches(x, y, batch_size=0)
-    with pytest.raises(TypeError, match="batch_size must be a positive int, got 2.0"):
+    with pytest.raises(TypeError, match="`batch_size` must be a positive int, got 2.0"):
         batches(x, y, batch_size=2.0)
     with pytest.raises(ValueError, match="drop_remainder=True with 10 examples and batch_size=16 leaves no"):
         batches(x, y, batch_size=16, drop_remainder=True)
     with pytest.raises(TypeError, match="seed must be a non-negative int"):
         batches(x, y, batch_size=2, shuffle=True, seed=-1)
-    with pytest.raises(TypeError, match="shuffle must be True or False"):
+    with pytest.raises(TypeError, match="`shuffle` must be True or False"):
         batches(x, y, batch_size=2, shuffle="yes")
 
 

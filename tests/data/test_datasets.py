@@ -83,7 +83,7 @@ def test_loaders_return_fresh_arrays():
 def test_digits_bad_arguments():
     with pytest.raises(ValueError, match=re.escape("digits: test_fraction must be in (0, 1), got 1.0")):
         digits(test_fraction=1.0)
-    with pytest.raises(TypeError, match="image must be True or False"):
+    with pytest.raises(TypeError, match="`image` must be True or False"):
         digits(image=1)
     with pytest.raises(TypeError, match="seed must be a non-negative int"):
         digits(seed=-3)
@@ -190,11 +190,11 @@ def test_spirals_noise_moves_angles_not_radii():
 
 
 def test_toy_problem_bad_arguments():
-    with pytest.raises(ValueError, match="classes must be at least 2"):
+    with pytest.raises(ValueError, match=re.escape("`classes` (=1) must be an int of at least 2")):
         spirals(100, 1)
     with pytest.raises(ValueError, match="n must be at least 2 \\* classes = 8"):
         spirals(7, 4)
-    with pytest.raises(ValueError, match="noise must be a non-negative float"):
+    with pytest.raises(ValueError, match=re.escape("`noise` (=-0.1) must be non-negative")):
         moons(noise=-0.1)
     with pytest.raises(ValueError, match="test_fraction=0.2 of 2 examples gives 0"):
         moons(n=2)

@@ -448,10 +448,10 @@ def test_softmax_axis_out_of_range(make):
     [
         (lambda: LeakyRelu("0.1"), TypeError, "`negative_slope` must be a real number, got '0.1'"),
         (lambda: LeakyRelu(True), TypeError, "`negative_slope` must be a real number"),
-        (lambda: LeakyRelu(float("nan")), ValueError, r"`negative_slope` \(=nan\) must be finite"),
+        (lambda: LeakyRelu(float("nan")), ValueError, r"`negative_slope` \(=nan\) must be a finite number"),
         (lambda: Elu(0.0), ValueError, r"`alpha` \(=0.0\) must be positive"),
         (lambda: Elu(-1), ValueError, r"`alpha` \(=-1\) must be positive"),
-        (lambda: Elu(float("inf")), ValueError, r"`alpha` \(=inf\) must be finite"),
+        (lambda: Elu(float("inf")), ValueError, r"`alpha` \(=inf\) must be a finite number"),
         (lambda: Elu(None), TypeError, "`alpha` must be a real number, got None"),
         (lambda: Softmax(0), ValueError, r"`axis` \(=0\) must be negative"),
         (lambda: Softmax(axis=1), ValueError, r"`axis` \(=1\) must be negative"),

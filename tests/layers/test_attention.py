@@ -177,7 +177,7 @@ def test_dropout_acts_on_the_attention_weights_only_in_training():
     np.testing.assert_array_equal(y, np.repeat(np.asarray(y)[:, :, :1], 3, axis=2))  # one weight per query
     evaluation, _ = layer.apply(params, state, x)
     np.testing.assert_allclose(evaluation, np.ones_like(evaluation))
-    with pytest.raises(ValueError, match=r"^attention: train=True needs a PRNG key"):
+    with pytest.raises(ValueError, match=r"^multi_head_attention: train=True needs a PRNG key"):
         layer.apply(params, state, x, train=True)
 
 
@@ -214,22 +214,22 @@ def test_attention_computes_scores_in_float32_for_half_precision():
 
 def test_attention_bad_inputs():
     layer = MultiHeadAttention(3)
-    with pytest.raises(ValueError, match=r"^attention: features \(=8\) must be divisible by `heads` \(=3\)"):
+    with pytest.raises(ValueError, match=r"^multi_head_attention: features \(=8\) must be divisible by `heads` \(=3\)"):
         layer.init(jax.random.key(0), (5, 8))
     _, params, state = MultiHeadAttention(2).init(jax.random.key(0), (5, 8))
-    with pytest.raises(ValueError, match=r"^attention: features \(=8\) must be divisible by `heads` \(=3\)"):
+    with pytest.raises(ValueError, match=r"^multi_head_attention: features \(=8\) must be divisible by `heads` \(=3\)"):
         layer.apply(params, state, jnp.ones((5, 8)))
     layer = MultiHeadAttention(2)
     x = jnp.ones((2, 5, 8))
-    with pytest.raises(TypeError, match="^attention: mask must be boolean .True for real tokens., got dtype int32"):
+    with pytest.raises(TypeError, match="^multi_head_attention: mask must be boolean .True for real tokens., got dtype int32"):
         layer.apply(params, state, x, mask=jnp.ones((2, 5), jnp.int32))
-    with pytest.raises(ValueError, match=r"^attention: mask has shape \(5,\), expected \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"^multi_head_attention: mask has shape \(5,\), expected \(2, 5\)"):
         layer.apply(params, state, x, mask=jnp.ones(5, bool))
-    with pytest.raises(ValueError, match=r"^attention: expected an input of shape \(\*batch, time, features\)"):
+    with pytest.raises(ValueError, match=r"^multi_head_attention: expected an input of shape \(\*batch, time, features\)"):
         layer.apply(params, state, jnp.ones(8))
-    with pytest.raises(TypeError, match="^attention: expected a floating-point input, got dtype int32"):
+    with pytest.raises(TypeError, match="^multi_head_attention: expected a floating-point input, got dtype int32"):
         layer.apply(params, state, jnp.ones((5, 8), jnp.int32))
-    with pytest.raises(ValueError, match=r"^attention: expected last axis 8, got 6"):
+    with pytest.raises(ValueError, match=r"^multi_head_attention: expected last axis 8, got 6"):
         jax.jit(lambda x: layer.apply(params, state, x)[0])(jnp.ones((5, 6)))
     with pytest.raises(ValueError, match=r"^MultiHeadAttention: `dropout` \(=1.0\) must be in \[0, 1\)"):
         MultiHeadAttention(2, dropout=1.0)
@@ -270,11 +270,11 @@ def test_learned_embedding_adds_the_first_rows():
     np.testing.assert_array_equal(shorter, np.arange(6.0).reshape(2, 3))
     grads = jax.grad(lambda t: layer.apply({"table": t}, state, jnp.ones((5, 4, 3)))[0].sum())(table)
     np.testing.assert_array_equal(grads, np.concatenate([np.full((4, 3), 5.0), np.zeros((2, 3))]))
-    with pytest.raises(ValueError, match=r"^positional_embedding: sequence length 7 exceeds max_length \(=6\)"):
+    with pytest.raises(ValueError, match=r"^learned_positional_embedding: sequence length 7 exceeds max_length \(=6\)"):
         layer.apply({"table": table}, state, jnp.ones((7, 3)))
-    with pytest.raises(ValueError, match=r"^positional_embedding: sequence length 9 exceeds max_length \(=6\)"):
+    with pytest.raises(ValueError, match=r"^learned_positional_embedding: sequence length 9 exceeds max_length \(=6\)"):
         layer.init(jax.random.key(0), (9, 3))
-    with pytest.raises(ValueError, match=r"^positional_embedding: params\['table'\] has shape \(6, 3\), expected \(6, 4\)"):
+    with pytest.raises(ValueError, match=r"^learned_positional_embedding: params\['table'\] has shape \(6, 3\), expected \(6, 4\)"):
         layer.apply({"table": table}, state, jnp.ones((2, 4)))
 
 

@@ -116,3 +116,115 @@ def test_gradients_are_finite_and_flow_to_every_parameter(name, input_shape):
         assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
     if not integer:
         assert np.all(np.isfinite(jax.grad(loss, argnums=1)(params, x)))
+
+
+# --------------------------------------------------------------------------------------------
+# Options: declared by layers, routed by combinators, refused when no layer takes them.
+
+
+def _hidden(batch, size, value):
+    return jnp.full(batch + (size,), value)
+
+
+# constructor name -> {option: value for a batch of shape `batch`}, for the layers that take options
+OPTION_VALUES = {
+    "SimpleRNN": lambda batch: {"initial_state": _hidden(batch, 4, 0.5)},
+    "LSTM": lambda batch: {"initial_state": (_hidden(batch, 4, 0.5), _hidden(batch, 4, -0.5))},
+    "GRU": lambda batch: {"initial_state": _hidden(batch, 4, 0.5)},
+    "Bidirectional": lambda batch: {"initial_state": {"forward": _hidden(batch, 3, 0.5),
+                                                      "backward": _hidden(batch, 3, -0.5)}},
+    "MultiHeadAttention": lambda batch: {"mask": jnp.broadcast_to(jnp.arange(5) < 3, batch + (5,))},
+    "TransformerEncoderBlock": lambda batch: {"mask": jnp.broadcast_to(jnp.arange(5) < 3, batch + (5,))},
+}
+COMBINATORS = {"Sequential", "Residual", "Concat"}
+
+
+def test_layers_declare_exactly_the_options_listed_here():
+    for name, (factory, _, _) in CASES.items():
+        if name in COMBINATORS:
+            continue
+        expected = tuple(sorted(OPTION_VALUES[name]((2,)))) if name in OPTION_VALUES else ()
+        assert factory().options == expected, name
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_option_no_layer_takes_is_a_type_error_naming_it(name):
+    factory, shapes, integer = CASES[name]
+    layer = factory()
+    _, params, state = layer.init(jax.random.key(0), shapes[0])
+    x = make_input((2,) + shapes[0], integer)
+    takes = ", ".join(layer.options) if layer.options else "none"
+    with pytest.raises(TypeError, match=rf"^{layer.name}: no layer of this model takes the option 'maks'; "
+                                        rf"it takes {takes}$"):
+        layer.apply(params, state, x, maks=1)
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_VALUES))
+@pytest.mark.parametrize("combinator", ["nested_sequential", "concat", "residual"])
+def test_combinators_route_each_option_to_the_layers_that_take_it(name, combinator):
+    factory, shapes, _ = CASES[name]
+    input_shape = shapes[0]
+    layer = factory()
+    output_shape, _, _ = layer.init(jax.random.key(0), input_shape)
+    if combinator == "residual" and tuple(output_shape) != input_shape:
+        pytest.skip("a residual connection needs equal input and output shapes")
+    model = {
+        # A Dense child that takes no options sits beside the layer: it must not be given them.
+        "nested_sequential": lambda: Sequential({"outer": Sequential({"inner": layer}),
+                                                 "head": jaxnn.layers.Dense(2)}),
+        "concat": lambda: Concat({"a": layer, "b": factory()}),
+        "residual": lambda: Residual(layer),
+    }[combinator]()
+    assert model.options == layer.options
+    _, params, state = model.init(jax.random.key(0), input_shape)
+    layer_params = {"nested_sequential": lambda p: p["outer"]["inner"], "concat": lambda p: p["a"],
+                    "residual": lambda p: p}[combinator](params)
+    layer_state = {"nested_sequential": lambda s: s["outer"]["inner"], "concat": lambda s: s["a"],
+                   "residual": lambda s: s}[combinator](state)
+    x = make_input((2,) + input_shape, False)
+    options = OPTION_VALUES[name]((2,))
+    routed, _ = model.apply(params, state, x, **options)
+    direct, _ = layer.apply(layer_params, layer_state, x, **options)
+    without, _ = layer.apply(layer_params, layer_state, x)
+    assert not np.allclose(direct, without), "the option must change the output for this test to mean anything"
+    if combinator == "nested_sequential":
+        head = jaxnn.layers.Dense(2)
+        expected, _ = head.apply(params["head"], state["head"], direct)
+        np.testing.assert_allclose(routed, expected, rtol=1e-6, atol=1e-6)
+    elif combinator == "concat":
+        np.testing.assert_allclose(routed[..., : direct.shape[-1]], direct, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_allclose(routed, x + direct, rtol=1e-6, atol=1e-6)
+
+
+def test_a_padding_mask_reaches_every_attention_in_a_stack_of_transformer_blocks():
+    blocks = [jaxnn.layers.TransformerEncoderBlock(2) for _ in range(2)]
+    model = Sequential([jaxnn.layers.Dense(4), *blocks, jaxnn.layers.GlobalAvgPool()])
+    assert model.options == ("mask",)
+    _, params, state = model.init(jax.random.key(0), (5, 3))
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    mask = jnp.asarray([[True] * 5, [True, True, True, False, False]])
+    y, _ = model.apply(params, state, x, mask=mask)
+    # By hand: each block gets the mask.
+    h, _ = jaxnn.layers.Dense(4).apply(params["dense_0"], {}, x)
+    for i, block in enumerate(blocks, start=1):
+        h, _ = block.apply(params[f"transformer_encoder_block_{i}"], {}, h, mask=mask)
+    pooled, _ = jaxnn.layers.GlobalAvgPool().apply({}, state["global_avg_pool_3"], h)
+    np.testing.assert_allclose(y, pooled, rtol=1e-6, atol=1e-6)
+    # Padding changes nothing for the real tokens of a padded sequence: padded positions are never attended to.
+    garbage = x.at[1, 3:].set(100.0)
+    y_garbage, _ = jax.jit(lambda x: Sequential([jaxnn.layers.Dense(4), *blocks]).apply(
+        {k: v for k, v in params.items() if k != "global_avg_pool_3"},
+        {k: v for k, v in state.items() if k != "global_avg_pool_3"}, x, mask=mask)[0])(garbage), None
+    y_clean = jax.jit(lambda x: Sequential([jaxnn.layers.Dense(4), *blocks]).apply(
+        {k: v for k, v in params.items() if k != "global_avg_pool_3"},
+        {k: v for k, v in state.items() if k != "global_avg_pool_3"}, x, mask=mask)[0])(x)
+    np.testing.assert_allclose(y_garbage[1, :3], y_clean[1, :3], rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_option_inside_a_model_lists_the_options_the_model_takes():
+    model = Sequential([jaxnn.layers.LSTM(3, return_sequences=True), jaxnn.layers.MultiHeadAttention(1)])
+    _, params, state = model.init(jax.random.key(0), (4, 2))
+    with pytest.raises(TypeError, match=r"^sequential: no layer of this model takes the option 'masks'; "
+                                        r"it takes initial_state, mask$"):
+        model.apply(params, state, jnp.ones((4, 2)), masks=jnp.ones(4, bool))

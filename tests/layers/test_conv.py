@@ -15,8 +15,9 @@ from jax import lax
 from jax.test_util import check_grads
 
 from jaxnn import init as initializers
-from jaxnn.layers import conv as conv_module
-from jaxnn.layers.conv import Conv1D, Conv2D, conv_cpu, conv_xla
+from jaxnn.layers import _conv_kernels as kernels
+from jaxnn.layers._conv_kernels import conv_cpu, conv_xla
+from jaxnn.layers.conv import Conv1D, Conv2D
 
 FORMULATIONS = {"cpu": conv_cpu, "xla": conv_xla}
 
@@ -195,7 +196,7 @@ def test_gradients_against_finite_differences_in_float64(name):
 def test_blocks_of_examples_with_a_remainder_and_an_empty_batch(monkeypatch):
     # Small blocks, so that 5 examples make two full blocks of 2 and a remainder of 1.
     example_bytes = 6 * 7 * 9 * 3 * 4
-    monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 2 * example_bytes)
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 2 * example_bytes)
     x = normal(0, (5, 6, 7, 3))
     w = normal(1, (3, 3, 3, 4))
     args = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
@@ -293,7 +294,7 @@ def test_layer_uses_the_generic_formulation_off_cpu(monkeypatch):
     _, params, state = layer.init(jax.random.key(0), (9, 2))
     x = normal(1, (3, 9, 2))
     on_cpu, _ = layer.apply(params, state, x)
-    monkeypatch.setattr(conv_module, "use_cpu_formulation", lambda: False)
+    monkeypatch.setattr(kernels, "use_cpu_formulation", lambda: False)
     generic, _ = layer.apply(params, state, x)
     np.testing.assert_allclose(on_cpu, generic, rtol=1e-5, atol=1e-5)
 

@@ -295,7 +295,7 @@ def test_batchnorm_training_needs_more_than_one_value_per_channel(shape):
     with pytest.raises(LayerValueError) as error:
         layer.apply(params, state, x, train=True)
     assert str(error.value) == (
-        f"batchnorm: expected more than 1 value per channel when training, got input shape {shape}"
+        f"batch_norm: expected more than 1 value per channel when training, got input shape {shape}"
     )
     y, _ = layer.apply(params, state, x)  # evaluation is fine
     assert y.shape == shape
@@ -307,7 +307,7 @@ def test_batchnorm_wrong_last_axis():
     with pytest.raises(ValueError) as error:
         layer.apply(params, state, jnp.ones((8, 32)), train=True)
     assert isinstance(error.value, LayerValueError)
-    assert str(error.value) == "batchnorm: expected last axis 64, got 32"
+    assert str(error.value) == "batch_norm: expected last axis 64, got 32"
 
 
 def test_batchnorm_integer_input():
@@ -316,7 +316,7 @@ def test_batchnorm_integer_input():
     with pytest.raises(TypeError) as error:
         layer.apply(params, state, jnp.ones((2, 3), jnp.int32))
     assert isinstance(error.value, LayerTypeError)
-    assert "batchnorm" in str(error.value) and "int32" in str(error.value)
+    assert "batch_norm" in str(error.value) and "int32" in str(error.value)
 
 
 @pytest.mark.parametrize("momentum", [-0.1, 1.5, float("nan")])
@@ -419,14 +419,14 @@ def test_layernorm_bf16_and_errors():
     assert y.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(y)))
     with pytest.raises(LayerValueError) as error:
         layer.apply(params, state, jnp.ones((2, 32)))
-    assert str(error.value) == "layernorm: expected last axis 64, got 32"
-    with pytest.raises(LayerTypeError, match="layernorm.*int32"):
+    assert str(error.value) == "layer_norm: expected last axis 64, got 32"
+    with pytest.raises(LayerTypeError, match="layer_norm.*int32"):
         layer.apply(params, state, jnp.ones((2, 64), jnp.int32))
 
 
 @pytest.mark.parametrize("momentum", ["0.9", None, True])
 def test_batchnorm_rejects_non_numeric_momentum(momentum):
-    with pytest.raises(TypeError, match=r"^BatchNorm: `momentum` must be a number in \[0, 1\], got"):
+    with pytest.raises(TypeError, match=r"^BatchNorm: `momentum` must be a real number in \[0, 1\], got"):
         BatchNorm(momentum=momentum)
 
 
@@ -434,11 +434,11 @@ def test_batchnorm_state_that_does_not_fit_is_named():
     layer = BatchNorm()
     _, params, state = layer.init(jax.random.key(0), (3,))
     x = jnp.ones((4, 3))
-    with pytest.raises(ValueError, match=r"^batchnorm: state has no 'mean', 'var'"):
+    with pytest.raises(ValueError, match=r"^batch_norm: state has no 'mean', 'var'"):
         layer.apply(params, {}, x, train=True)
-    with pytest.raises(ValueError, match=r"^batchnorm: state\['var'\] has shape \(4,\), expected \(3,\)"):
+    with pytest.raises(ValueError, match=r"^batch_norm: state\['var'\] has shape \(4,\), expected \(3,\)"):
         layer.apply(params, {"mean": state["mean"], "var": jnp.ones(4)}, x)
-    with pytest.raises(ValueError, match=r"^layernorm: params has no 'bias'"):
+    with pytest.raises(ValueError, match=r"^layer_norm: params has no 'bias'"):
         LayerNorm().apply({"scale": jnp.ones(3)}, {}, x)
 
 
@@ -456,20 +456,20 @@ def test_numpy_float64_input_gives_the_canonical_dtype_without_warnings():
 
 def test_norm_params_of_the_wrong_rank_or_kind_are_named():
     x = jnp.ones((4, 3))
-    with pytest.raises(ValueError, match=r"^layernorm: params\['scale'\] has shape \(\), expected \(features,\)"):
+    with pytest.raises(ValueError, match=r"^layer_norm: params\['scale'\] has shape \(\), expected \(features,\)"):
         LayerNorm().apply({"scale": jnp.ones(()), "bias": jnp.zeros(())}, {}, x)
     layer = BatchNorm()
     _, params, state = layer.init(jax.random.key(0), (3,))
-    with pytest.raises(ValueError, match=r"^batchnorm: params\['bias'\] has shape \(3, 5\), expected \(3,\)"):
+    with pytest.raises(ValueError, match=r"^batch_norm: params\['bias'\] has shape \(3, 5\), expected \(3,\)"):
         layer.apply({"scale": params["scale"], "bias": jnp.zeros((3, 5))}, state, x)
-    with pytest.raises(TypeError, match=r"^batchnorm: state\['mean'\] must be an array, got list"):
+    with pytest.raises(TypeError, match=r"^batch_norm: state\['mean'\] must be an array, got list"):
         layer.apply(params, {"mean": [0.0] * 3, "var": state["var"]}, x)
 
 
 def test_norm_constructor_arguments_are_type_checked():
-    with pytest.raises(TypeError, match=r"^BatchNorm: `eps` must be a positive number, got 'a'"):
+    with pytest.raises(TypeError, match=r"^BatchNorm: `eps` must be a positive real number, got 'a'"):
         BatchNorm(eps="a")
-    with pytest.raises(ValueError, match=r"^LayerNorm: `eps` \(=inf\) must be positive and finite"):
+    with pytest.raises(ValueError, match=r"^LayerNorm: `eps` \(=inf\) must be a finite number"):
         LayerNorm(eps=float("inf"))
     with pytest.raises(TypeError, match=r"^BatchNorm: `scale_init` must be an initializer"):
         BatchNorm(scale_init=1.0)

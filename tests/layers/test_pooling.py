@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxnn.layers import pooling as pooling_module
+from jaxnn.layers import _conv_kernels as kernels
 from jaxnn.layers.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 
 CONSTRUCTORS = {("max", 1): MaxPool1D, ("max", 2): MaxPool2D, ("avg", 1): AvgPool1D, ("avg", 2): AvgPool2D}
@@ -24,7 +24,7 @@ def normal(seed, shape):
 @pytest.fixture(params=["cpu", "xla"])
 def formulation(request, monkeypatch):
     """Runs a test with each formulation, whatever the backend."""
-    monkeypatch.setattr(pooling_module, "use_cpu_formulation", lambda: request.param == "cpu")
+    monkeypatch.setattr(kernels, "use_cpu_formulation", lambda: request.param == "cpu")
     return request.param
 
 

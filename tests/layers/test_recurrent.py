@@ -303,10 +303,35 @@ def test_bidirectional_initial_state_and_errors():
         layer.apply(params, state, x, initial_state={"forward": h_forward, "backward": jnp.zeros(2)})
     with pytest.raises(ValueError, match=r"^bidirectional: initial_state has no 'backward'"):
         layer.apply(params, state, x, initial_state={"forward": h_forward})
-    with pytest.raises(TypeError, match=r"^Bidirectional expects a SimpleRNN, LSTM or GRU layer, got a layer named 'dense'"):
-        Bidirectional(Dense(3))
-    with pytest.raises(ValueError, match=r"^Bidirectional expects a layer with reverse=False"):
-        Bidirectional(GRU(3, reverse=True))
+    with pytest.raises(TypeError, match=r"^Bidirectional: `forward` must be a Layer, got function"):
+        Bidirectional(GRU)
+    with pytest.raises(TypeError, match=r"^Bidirectional: `backward` must be a Layer, got int"):
+        Bidirectional(GRU(3), 3)
+    with pytest.raises(ValueError, match=r"^bidirectional: the two directions give outputs of shapes \(4, 3\) and \(2,\)"):
+        Bidirectional(GRU(3, return_sequences=True), GRU(2, reverse=True)).init(jax.random.key(0), (4, 2))
+
+
+@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_without_a_backward_layer_equals_an_explicit_reversed_one(kind, return_sequences):
+    # Left out, the backward direction is the forward kind run on the reversed sequence; given,
+    # it is a layer built with reverse=True. Both compute the same, in value and gradient.
+    constructor = CONSTRUCTORS[kind]
+    implicit = Bidirectional(constructor(4, return_sequences=return_sequences))
+    explicit = Bidirectional(constructor(4, return_sequences=return_sequences),
+                             constructor(4, return_sequences=return_sequences, reverse=True))
+    _, params, state = implicit.init(jax.random.key(0), (5, 3))
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+
+    def loss(layer, params):
+        y, _ = layer.apply(params, state, x)
+        return jnp.sum(jnp.sin(y)), y
+
+    (implicit_loss, implicit_y), implicit_grads = jax.value_and_grad(lambda p: loss(implicit, p), has_aux=True)(params)
+    (explicit_loss, explicit_y), explicit_grads = jax.value_and_grad(lambda p: loss(explicit, p), has_aux=True)(params)
+    np.testing.assert_allclose(implicit_y, explicit_y, rtol=1e-6, atol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(implicit_grads), jax.tree_util.tree_leaves(explicit_grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,7 +388,7 @@ def test_bad_constructor_arguments():
         GRU(3, param_dtype=jnp.int32)
     with pytest.raises(TypeError, match=r"^LSTM: `forget_bias` must be a real number, got 'one'"):
         LSTM(3, forget_bias="one")
-    with pytest.raises(ValueError, match=r"^LSTM: `forget_bias` \(=inf\) must be finite"):
+    with pytest.raises(ValueError, match=r"^LSTM: `forget_bias` \(=inf\) must be a finite number"):
         LSTM(3, forget_bias=math.inf)
 
 

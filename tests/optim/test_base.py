@@ -93,7 +93,7 @@ def test_chain_checks_its_states():
 
 
 def test_chain_rejects_an_uncalled_factory():
-    with pytest.raises(TypeError, match="argument 1 is function.*adam"):
+    with pytest.raises(TypeError, match="argument 1 must be a gradient transformation.*got function.*adam"):
         jo.chain(jo.clip(1.0), jo.adam)
 
 

@@ -72,13 +72,14 @@ def test_schedules_are_jit_safe_at_large_counts():
 
 
 @pytest.mark.parametrize("make,error,message", [
-    (lambda: jo.linear_schedule(1.0, 0.0, 0), ValueError, "transition_steps must be positive, got 0"),
-    (lambda: jo.linear_schedule(1.0, 0.0, 10.5), TypeError, "transition_steps must be an int"),
-    (lambda: jo.exponential_decay(1.0, 10, -0.5), ValueError, "decay_rate must be positive"),
-    (lambda: jo.cosine_decay_schedule(1.0, 0), ValueError, "decay_steps must be positive"),
-    (lambda: jo.warmup_cosine_decay_schedule(0.0, 1.0, 100, 50), ValueError, "must exceed warmup_steps"),
-    (lambda: jo.piecewise_constant_schedule(1.0, {10: -0.1}), ValueError, "scale at step 10 must be non-negative"),
-    (lambda: jo.constant_schedule("fast"), TypeError, "value must be a number"),
+    (lambda: jo.linear_schedule(1.0, 0.0, 0), ValueError, r"`transition_steps` \(=0\) must be a positive int"),
+    (lambda: jo.linear_schedule(1.0, 0.0, 10.5), TypeError, "`transition_steps` must be a positive int"),
+    (lambda: jo.exponential_decay(1.0, 10, -0.5), ValueError, r"`decay_rate` \(=-0.5\) must be positive"),
+    (lambda: jo.cosine_decay_schedule(1.0, 0), ValueError, r"`decay_steps` \(=0\) must be a positive int"),
+    (lambda: jo.warmup_cosine_decay_schedule(0.0, 1.0, 100, 50), ValueError, "must exceed `warmup_steps`"),
+    (lambda: jo.piecewise_constant_schedule(1.0, {10: -0.1}), ValueError,
+     r"`boundaries_and_scales\[10\]` \(=-0.1\) must be non-negative"),
+    (lambda: jo.constant_schedule("fast"), TypeError, "`value` must be a real number"),
 ])
 def test_bad_arguments(make, error, message):
     with pytest.raises(error, match=message):

@@ -3,11 +3,13 @@ on made-up sequences of epoch metrics and inside real ``fit`` runs.
 """
 
 import re
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_trees_equal, classification_data
 
 import jaxnn
 from jaxnn.train import (
@@ -15,6 +17,7 @@ from jaxnn.train import (
     Checkpoint,
     EarlyStopping,
     LearningRateLogger,
+    ProgressBar,
     TrainState,
     create_train_state,
     fit,
@@ -22,27 +25,12 @@ from jaxnn.train import (
     restore_checkpoint,
 )
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
+
 # One model, optimizer and data set for every fit here, so that they share compiled steps.
 MODEL = jaxnn.Sequential([jaxnn.Dense(16), jaxnn.Relu(), jaxnn.Dense(3)])
 ADAM = jaxnn.optim.adam(1e-2)
 STEPS_PER_EPOCH = 4  # 60 examples in batches of 16: 3 full and one of 12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Compiling, not running, is what takes the time here: programs are small and run for
-    milliseconds, so XLA skips most optimizations."""
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
-
-
-def classification_data(n, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 4)).astype(np.float32)
-    y = np.argmax(x @ rng.standard_normal((4, 3)), axis=1).astype(np.int32)
-    return x, y
 
 
 TRAIN = classification_data(60)
@@ -80,11 +68,6 @@ def feed(callback, values, monitor="val_loss"):
         if callback.stop_training:
             break
     return epochs_run
-
-
-def assert_params_equal(expected, got):
-    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
-        np.testing.assert_array_equal(np.asarray(have), np.asarray(want))
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,14 +145,21 @@ def test_missing_monitored_metric_is_a_clear_error():
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"patience": -1}, "patience must be a non-negative int"),
-    ({"patience": 1.5}, "patience must be a non-negative int"),
-    ({"min_delta": -0.1}, "min_delta must be a non-negative number"),
-    ({"mode": "sideways"}, "mode must be 'min', 'max' or 'auto'"),
+    ({"patience": -1}, "EarlyStopping: `patience` (=-1) must be a non-negative int"),
+    ({"min_delta": -0.1}, "EarlyStopping: `min_delta` (=-0.1) must be non-negative"),
+    ({"mode": "sideways"}, "EarlyStopping: `mode` must be one of 'min', 'max', 'auto', got 'sideways'"),
 ])
 def test_early_stopping_bad_arguments(arguments, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         EarlyStopping(**arguments)
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("patience", 1.5), ("patience", "3"), ("min_delta", "0.1"), ("monitor", None), ("restore_best", "yes"),
+])
+def test_early_stopping_arguments_of_the_wrong_type(argument, value):
+    with pytest.raises(TypeError, match=re.escape(f"EarlyStopping: `{argument}` must be")):
+        EarlyStopping(**{argument: value})
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +172,7 @@ def test_early_stopping_in_fit_stops_and_restores_the_best_params():
     stopper = EarlyStopping(monitor="loss", patience=0, min_delta=100.0)
     train_state, history = train([recorder, stopper], epochs=10)
     assert history.epochs == 2 and stopper.stopped_epoch == 2 and stopper.best_epoch == 1
-    assert_params_equal(recorder.params[0], train_state.params)
+    assert_trees_equal(recorder.params[0], train_state.params)
     assert int(train_state.step) == 2 * STEPS_PER_EPOCH
 
 
@@ -194,7 +184,7 @@ def test_early_stopping_restores_the_best_params_without_stopping_early():
     best = int(np.argmax(history["loss"])) + 1
     assert stopper.stopped_epoch is None and history.epochs == 4
     assert stopper.best_epoch == best < 4
-    assert_params_equal(recorder.params[best - 1], train_state.params)
+    assert_trees_equal(recorder.params[best - 1], train_state.params)
     last, restored = recorder.params[-1]["dense_0"]["w"], train_state.params["dense_0"]["w"]
     assert (np.asarray(last) != np.asarray(restored)).any()
 
@@ -222,7 +212,7 @@ def test_checkpoint_every_k_epochs(tmp_path):
     assert metadata["metrics"]["accuracy"] == history["accuracy"][3]
     template = create_train_state(MODEL, ADAM, jax.random.key(9), (4,))
     restored, _ = restore_checkpoint(path, template)
-    assert_params_equal(recorder.params[3], restored.params)
+    assert_trees_equal(recorder.params[3], restored.params)
     assert int(restored.step) == 4 * STEPS_PER_EPOCH
 
 
@@ -257,13 +247,21 @@ def test_checkpoint_best_only_needs_the_monitored_metric(tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"every": 0}, "every must be a positive int"),
-    ({"every": 1.0}, "every must be a positive int"),
-    ({"mode": "up"}, "mode must be 'min', 'max' or 'auto'"),
+    ({"every": 0}, "Checkpoint: `every` (=0) must be a positive int"),
+    ({"mode": "up"}, "Checkpoint: `mode` must be one of 'min', 'max', 'auto', got 'up'"),
 ])
 def test_checkpoint_bad_arguments(arguments, message, tmp_path):
     with pytest.raises(ValueError, match=re.escape(message)):
         Checkpoint(tmp_path / "checkpoint.npz", **arguments)
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("every", 1.0), ("best_only", 1), ("monitor", ["val_loss"]), ("metadata", ["model", "mlp"]), ("path", 3),
+])
+def test_checkpoint_arguments_of_the_wrong_type(argument, value, tmp_path):
+    arguments = {"path": tmp_path / "checkpoint.npz", argument: value}
+    with pytest.raises(TypeError, match=re.escape(f"Checkpoint: `{argument}` must be")):
+        Checkpoint(**arguments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,3 +284,60 @@ def test_learning_rate_logger_logs_a_constant_rate():
     logs = {"loss": 1.0}
     LearningRateLogger(0.01).on_epoch_end(0, logs, marked_state(1))
     assert logs == {"loss": 1.0, "lr": 0.01}
+
+
+def test_learning_rate_logger_needs_a_rate_or_a_schedule():
+    with pytest.raises(TypeError, match=re.escape("LearningRateLogger: `schedule` must be a learning rate")):
+        LearningRateLogger("0.01")
+
+
+# --------------------------------------------------------------------------------------------
+# ProgressBar.
+
+
+class CountedReads(Mapping):
+    """Metric sums that count how often they are read whole, as ``averages`` reads them."""
+
+    def __init__(self, **sums):
+        self.sums, self.reads = sums, 0
+
+    def keys(self):
+        self.reads += 1
+        return self.sums.keys()
+
+    def __getitem__(self, name):
+        return self.sums[name]
+
+    def __iter__(self):
+        return iter(self.sums)
+
+    def __len__(self):
+        return len(self.sums)
+
+
+def test_progress_bar_reads_the_metrics_once_per_interval_and_at_the_end_of_the_epoch(monkeypatch):
+    pytest.importorskip("tqdm")
+    now = [0.0]
+    monkeypatch.setattr("time.perf_counter", lambda: now[0])
+    totals = CountedReads(loss=np.float32(6.0), accuracy=np.float32(3.0), count=np.int32(6),
+                          first_bad_step=np.int32(2**31 - 1))
+    bar = ProgressBar(epochs=1, examples_per_epoch=10, log_every_seconds=1.0)
+    bar.on_epoch_begin(0)
+    reads = []
+    for examples, seconds in [(2, 0.4), (4, 0.8), (6, 1.2), (8, 1.6), (10, 1.7)]:
+        now[0] = seconds
+        bar.on_steps_end(examples, totals)
+        reads.append(totals.reads)
+    bar.on_train_error(KeyboardInterrupt())
+    # Read after 1.2 s (a second since the start) and at the last call; never in between.
+    assert reads == [0, 0, 1, 1, 2]
+    assert bar.bar is None
+
+
+@pytest.mark.parametrize("arguments, error", [
+    ({"epochs": 1.0}, TypeError), ({"examples_per_epoch": 0}, ValueError),
+    ({"log_every_seconds": "1"}, TypeError),
+])
+def test_progress_bar_bad_arguments(arguments, error):
+    with pytest.raises(error, match=f"ProgressBar: `{next(iter(arguments))}`"):
+        ProgressBar(**{"epochs": 1, "examples_per_epoch": 10, **arguments})

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import assert_bit_equal, bits
 
 import jaxnn
 from jaxnn.core import Sequential
@@ -47,22 +48,6 @@ def make_train_state(seed, hidden=8, last_layer=True):
                                      jax.random.key(seed), (4,))
     return train_state._replace(opt_state=fill_randomly(train_state.opt_state, seed),
                                 step=jnp.asarray(7 * seed + 1, jnp.int32))
-
-
-def bits(leaf):
-    """The raw bits of a leaf, so that equality is bit equality (typed keys by their key data)."""
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-    array = np.asarray(leaf)
-    return array.view(np.dtype(f"uint{8 * array.dtype.itemsize}"))
-
-
-def assert_bit_equal(expected, got):
-    assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(got)
-    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
-        assert type(have) is type(want)
-        assert have.dtype == want.dtype and have.shape == want.shape
-        np.testing.assert_array_equal(bits(have), bits(want))
 
 
 def rewrite_entries(path, replace):

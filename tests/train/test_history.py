@@ -1,12 +1,12 @@
 """Tests for ``jaxnn.train.history``: per-epoch metrics, their JSON file, and refusing bad files."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from jaxnn.train import History
-from jaxnn.train import history as history_module
 
 
 def test_append_records_one_value_per_metric_per_epoch():
@@ -78,15 +78,35 @@ def test_failed_save_keeps_the_old_file_and_removes_the_temporary_one(tmp_path, 
     History({"loss": [1.0]}).save(path)
     before = path.read_bytes()
 
-    def broken_dump(value, file, **options):
-        file.write('{"loss": [')  # a partial write, then a crash
-        raise OSError("disk full")
+    def broken_fsync(descriptor):
+        raise OSError("disk full")  # the new text is written but cannot be made durable
 
-    monkeypatch.setattr(history_module.json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         History({"loss": [1.0, 0.5]}).save(path)
+    monkeypatch.undo()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_save_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("fsync", os.path.isdir(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, destination):
+        events.append(("replace", os.path.basename(source).startswith(".history.json.")))
+        real_replace(source, destination)
+
+    if not (hasattr(os, "O_DIRECTORY") and os.path.isdir("/proc/self/fd")):
+        pytest.skip("needs O_DIRECTORY and /proc/self/fd to tell a folder's fsync from a file's")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    History({"loss": [1.0]}).save(tmp_path / "history.json")
+    assert events == [("fsync", False), ("replace", True), ("fsync", True)]
 
 
 @pytest.mark.parametrize("content", ['{"loss": [1.0,', "[1.0, 2.0]", '{"loss": 1.0}', "", '"loss"'])

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TIMING, assert_bit_equal, bits, classification_data, reproducible
 
 import jaxnn
 from jaxnn import data
@@ -28,18 +29,7 @@ from jaxnn.train import (
     save_checkpoint,
 )
 
-# Wall-clock measurements differ between runs; everything else in a history is reproducible.
-TIMING = ("epoch_seconds", "samples_per_second")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Compiling, not running, is what takes the time here: programs are small and run for
-    milliseconds, so XLA skips most optimizations."""
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 
 class RecordParams(Callback):
@@ -50,32 +40,6 @@ class RecordParams(Callback):
 
     def on_epoch_end(self, epoch, logs, train_state):
         self.params.append(jax.tree.map(lambda leaf: np.array(leaf, copy=True), train_state.params))
-
-
-def bits(leaf):
-    """The raw bits of a leaf, so that equality is bit equality (typed keys by their key data)."""
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-    array = np.asarray(leaf)
-    return array.view(np.dtype(f"uint{8 * array.dtype.itemsize}"))
-
-
-def assert_bit_equal(expected, got):
-    assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(got)
-    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
-        np.testing.assert_array_equal(bits(have), bits(want))
-
-
-def reproducible(history):
-    return {name: values for name, values in history.items() if name not in TIMING}
-
-
-def classification_data(n, features=4, classes=3, seed=0):
-    """Labels from a random linear map of Gaussian inputs: learnable, and never degenerate."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, features)).astype(np.float32)
-    y = np.argmax(x @ rng.standard_normal((features, classes)), axis=1).astype(np.int32)
-    return x, y
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,14 +308,111 @@ def test_float_labels_for_cross_entropy_are_a_type_error_at_entry(initial_state)
         fit(MODEL, ADAM, initial_state, (x, y.astype(np.float32)), epochs=1, progress=False)
 
 
-@pytest.mark.parametrize("argument, value", [
-    ("epochs", -1), ("epochs", 1.5), ("epochs", True), ("batch_size", 0), ("batch_size", 2.0),
-    ("steps_per_call", 0), ("steps_per_call", None), ("initial_epoch", -1),
+@pytest.mark.parametrize("argument, value, kind", [
+    ("epochs", -1, "a non-negative int"), ("batch_size", 0, "a positive int"),
+    ("steps_per_call", 0, "a positive int"), ("initial_epoch", -1, "a non-negative int"),
+    ("log_every_seconds", -0.5, "non-negative"),
 ])
-def test_bad_arguments(argument, value, initial_state):
+def test_bad_argument_values_are_value_errors(argument, value, kind, initial_state):
     options = {"epochs": 1, argument: value}
-    with pytest.raises(ValueError, match=f"fit: {argument} must be an int >= "):
+    with pytest.raises(ValueError, match=re.escape(f"fit: `{argument}` (={value}) must be {kind}")):
         fit(MODEL, ADAM, initial_state, classification_data(10), progress=False, **options)
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("epochs", "3"), ("epochs", 1.5), ("epochs", True), ("batch_size", 2.5), ("batch_size", 2.0),
+    ("steps_per_call", None), ("initial_epoch", 0.0), ("progress", "yes"), ("log_every_seconds", "1"),
+    ("callbacks", [object()]), ("callbacks", Checkpoint("unused.npz")), ("loss", 3),
+    ("metrics", ["accuracy"]),
+    ("metrics", {"accuracy": "argmax"}), ("history", {"loss": [1.0]}),
+])
+def test_arguments_of_the_wrong_type_are_type_errors_naming_the_argument(argument, value, initial_state):
+    options = {"epochs": 1, "progress": False, argument: value}
+    with pytest.raises(TypeError, match=re.escape(f"fit: `{argument}")):
+        fit(MODEL, ADAM, initial_state, classification_data(10), **options)
+
+
+def test_model_optimizer_and_train_state_of_the_wrong_type_are_type_errors(initial_state):
+    data_ = classification_data(10)
+    with pytest.raises(TypeError, match="fit: `model` must be a jaxnn.Layer"):
+        fit(MODEL.apply, ADAM, initial_state, data_, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="fit: `optimizer` must be a gradient transformation"):
+        fit(MODEL, ADAM.update, initial_state, data_, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="fit: `train_state` must be a TrainState"):
+        fit(MODEL, ADAM, initial_state.params, data_, epochs=1, progress=False)
+
+
+def test_unknown_loss_name_and_a_metric_named_like_a_sum_are_value_errors(initial_state):
+    with pytest.raises(ValueError, match="fit: unknown loss 'hinge' for `loss`"):
+        fit(MODEL, ADAM, initial_state, classification_data(10), epochs=1, loss="hinge", progress=False)
+    with pytest.raises(ValueError, match="fit: `metrics` may not name a metric 'count'"):
+        fit(MODEL, ADAM, initial_state, classification_data(10), epochs=1, progress=False,
+            metrics={"count": lambda outputs, labels: labels})
+
+
+# --------------------------------------------------------------------------------------------
+# Callback hooks and the progress bar.
+
+
+class RecordHooks(Callback):
+    """Records every hook call, with what the hook was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, train_state):
+        self.calls.append(("train_begin",))
+
+    def on_epoch_begin(self, epoch):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_steps_end(self, examples, totals):
+        self.calls.append(("steps_end", examples, sorted(totals)))
+
+    def on_epoch_end(self, epoch, logs, train_state):
+        self.calls.append(("epoch_end", epoch, int(train_state.step)))
+
+    def on_train_end(self, train_state):
+        self.calls.append(("train_end",))
+
+    def on_train_error(self, error):
+        self.calls.append(("train_error", type(error).__name__))
+
+
+def test_hooks_are_called_in_order_with_the_examples_seen_so_far():
+    # 60 examples in batches of 16 with 3 steps per call: one scanned call of 48, then 12.
+    recorder = RecordHooks()
+    fit(MODEL, ADAM, fresh_state(0), TRAIN, epochs=3, initial_epoch=1, batch_size=16, steps_per_call=3,
+        callbacks=[recorder], progress=False)
+    sums = ["accuracy", "count", "first_bad_step", "loss"]
+    epoch = [("steps_end", 48, sums), ("steps_end", 60, sums)]
+    assert recorder.calls == [("train_begin",),
+                              ("epoch_begin", 1), *epoch, ("epoch_end", 1, 4),
+                              ("epoch_begin", 2), *epoch, ("epoch_end", 2, 8),
+                              ("train_end",)]
+
+
+def test_a_non_finite_loss_reaches_callbacks_as_an_error_not_as_an_epoch():
+    recorder = RecordHooks()
+    x, y = classification_data(8)
+    with pytest.raises(NonFiniteLossError):
+        fit(MODEL, ADAM, fresh_state(0), (x, y), epochs=2, batch_size=4, callbacks=[recorder], progress=False,
+            loss=lambda outputs, labels: jnp.full(labels.shape, jnp.nan))
+    sums = ["count", "first_bad_step", "loss"]  # no metrics by default for a loss function
+    assert recorder.calls == [("train_begin",), ("epoch_begin", 0), ("steps_end", 4, sums),
+                              ("steps_end", 8, sums), ("train_error", "NonFiniteLossError")]
+
+
+def test_progress_prints_one_line_per_epoch_with_what_callbacks_added(capsys):
+    fit(MODEL, ADAM, fresh_state(0), TRAIN, epochs=2, batch_size=16, validation_data=VALIDATION,
+        callbacks=[jaxnn.train.LearningRateLogger(0.01)], progress=True)
+    value = r"\d\.\d{4}"
+    lines = [line.split("\r")[-1] for line in capsys.readouterr().err.splitlines()]
+    epoch_lines = [line.strip() for line in lines if re.match(r"\s*epoch \d/2  ", line)]
+    assert len(epoch_lines) == 2
+    for number, line in enumerate(epoch_lines, start=1):
+        assert re.fullmatch(rf"epoch {number}/2  accuracy {value}  loss {value}  val_accuracy {value}  "
+                            rf"val_loss {value}  [\d,]+ ex/s  lr 0\.0100", line), line
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +433,7 @@ def test_evaluate_is_the_mean_over_all_examples_whatever_the_batch_size():
         results = evaluate(model, train_state, (x, y), batch_size=batch_size)
         assert results["loss"] == pytest.approx(losses.mean(), rel=1e-5)
         assert results["accuracy"] == pytest.approx(accuracy)
-    with pytest.raises(ValueError, match="evaluate: batch_size must be a positive int"):
+    with pytest.raises(ValueError, match=re.escape("evaluate: `batch_size` (=0) must be a positive int")):
         evaluate(model, train_state, (x, y), batch_size=0)
     with pytest.raises(ValueError, match=re.escape("evaluation y: label 3 at index 0")):
         evaluate(model, train_state, (x, np.full(20, 3, np.int32)))

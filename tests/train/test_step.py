@@ -4,14 +4,19 @@ Compiled steps are built once per module and every batch has the same shape, so 
 compiles once; that keeps the file fast on a small machine.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import assert_trees_close
 
 import jaxnn
 from jaxnn.train import TrainState, averages, create_train_state, make_eval_step, make_train_step
+
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 BATCH = 8
@@ -38,16 +43,6 @@ def adam_step():
 @pytest.fixture(scope="module")
 def dropout_step():
     return make_train_step(DROPOUT_MODEL, "cross_entropy", ADAM, donate=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Compiling, not running, is what takes the time here: programs are small and run for
-    milliseconds, so XLA skips most optimizations."""
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
 
 
 def hand_logits(params, x):
@@ -79,12 +74,6 @@ def host_copy(tree):
 
 def key_bits(key):
     return np.asarray(jax.random.key_data(key))
-
-
-def assert_trees_close(expected, got, atol=1e-6, rtol=1e-6):
-    assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(got)
-    for want, have in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
-        np.testing.assert_allclose(np.asarray(have), np.asarray(want), atol=atol, rtol=rtol)
 
 
 def test_one_step_equals_hand_written_grad_and_optax_adam(adam_step):
@@ -208,10 +197,40 @@ def test_dropout_result_depends_on_the_key(dropout_step):
     assert np.abs(np.asarray(own) - np.asarray(other)).max() > 1e-4
 
 
-@pytest.mark.parametrize("steps_per_call", [0, -1, 1.0, True, None])
-def test_bad_steps_per_call(steps_per_call):
-    with pytest.raises(ValueError, match="steps_per_call must be a positive int"):
+@pytest.mark.parametrize("steps_per_call", [0, -1])
+def test_steps_per_call_below_one_is_a_value_error(steps_per_call):
+    with pytest.raises(ValueError, match=re.escape(f"make_train_step: `steps_per_call` (={steps_per_call}) "
+                                                   "must be a positive int")):
         make_train_step(MODEL, "cross_entropy", ADAM, steps_per_call=steps_per_call)
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("steps_per_call", 1.0), ("steps_per_call", True), ("steps_per_call", None), ("donate", 1),
+    ("loss_fn", 3), ("metrics", ("accuracy",)), ("metrics", {"accuracy": None}), ("metrics", {1: jnp.max}),
+])
+def test_make_train_step_arguments_of_the_wrong_type_are_type_errors(argument, value):
+    options = {"loss_fn": "cross_entropy", argument: value}
+    with pytest.raises(TypeError, match=re.escape(f"make_train_step: `{argument}")):
+        make_train_step(MODEL, optimizer=ADAM, **options)
+
+
+def test_make_eval_step_and_create_train_state_arguments_of_the_wrong_type_are_type_errors():
+    with pytest.raises(TypeError, match=re.escape("make_eval_step: `loss_fn` must be a name in")):
+        make_eval_step(MODEL, None)
+    with pytest.raises(TypeError, match=re.escape("make_eval_step: `metrics` must be a dict")):
+        make_eval_step(MODEL, "cross_entropy", metrics=[jnp.max])
+    with pytest.raises(TypeError, match=re.escape("make_eval_step: `model` must be a jaxnn.Layer")):
+        make_eval_step(MODEL.apply, "cross_entropy")
+    with pytest.raises(TypeError, match=re.escape("make_train_step: `optimizer` must be a gradient")):
+        make_train_step(MODEL, "cross_entropy", "adam")
+    with pytest.raises(TypeError, match=re.escape("create_train_state: `model` must be a jaxnn.Layer")):
+        create_train_state([jaxnn.Dense(3)], ADAM, jax.random.key(0), (4,))
+    with pytest.raises(TypeError, match=re.escape("create_train_state: `optimizer` must be a gradient")):
+        create_train_state(MODEL, jaxnn.optim.adam, jax.random.key(0), (4,))
+    with pytest.raises(TypeError, match=re.escape("create_train_state: `key` must be a PRNG key")):
+        create_train_state(MODEL, ADAM, 0, (4,))
+    with pytest.raises(TypeError):  # checked by the model's init
+        create_train_state(MODEL, ADAM, jax.random.key(0), (4.0,))
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 2])
@@ -243,11 +262,12 @@ def test_repeated_calls_do_not_retrace_and_donate_the_state(steps_per_call):
 
 
 def test_eval_step_has_no_dropout_and_uses_running_batchnorm_statistics():
-    model = jaxnn.Sequential([jaxnn.Dense(4), jaxnn.BatchNorm(), jaxnn.Dropout(0.5), jaxnn.Dense(3)])
+    model = jaxnn.Sequential({"hidden": jaxnn.Dense(4), "norm": jaxnn.BatchNorm(),
+                              "dropout": jaxnn.Dropout(0.5), "head": jaxnn.Dense(3)})
     train_state = create_train_state(model, ADAM, jax.random.key(3), (4,))
     # Running statistics far from the batch's, so that batch statistics would change the answer.
-    state = {**train_state.state, "batchnorm_1": {"mean": jnp.full((4,), 0.3, jnp.float32),
-                                                   "var": jnp.full((4,), 2.5, jnp.float32)}}
+    state = {**train_state.state, "norm": {"mean": jnp.full((4,), 0.3, jnp.float32),
+                                           "var": jnp.full((4,), 2.5, jnp.float32)}}
     train_state = train_state._replace(state=state)
     before = host_copy(train_state)
     eval_step = make_eval_step(model, "cross_entropy")
@@ -256,9 +276,9 @@ def test_eval_step_has_no_dropout_and_uses_running_batchnorm_statistics():
     sums = eval_step(train_state, (x, y))
 
     p = before.params
-    hidden = np.asarray(x) @ p["dense_0"]["w"] + p["dense_0"]["b"]
-    normalized = (hidden - 0.3) / np.sqrt(2.5 + 1e-5) * p["batchnorm_1"]["scale"] + p["batchnorm_1"]["bias"]
-    logits = normalized @ p["dense_3"]["w"] + p["dense_3"]["b"]
+    hidden = np.asarray(x) @ p["hidden"]["w"] + p["hidden"]["b"]
+    normalized = (hidden - 0.3) / np.sqrt(2.5 + 1e-5) * p["norm"]["scale"] + p["norm"]["bias"]
+    logits = normalized @ p["head"]["w"] + p["head"]["b"]
     log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     losses = -log_probs[np.arange(BATCH), np.asarray(y)]
     np.testing.assert_allclose(float(sums["loss"]), losses.sum(), rtol=1e-5)
@@ -289,8 +309,10 @@ def test_scalar_loss_is_a_clear_error():
 
 
 def test_unknown_loss_name():
-    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+    with pytest.raises(ValueError, match="make_train_step: unknown loss 'hinge' for `loss_fn`"):
         make_train_step(MODEL, "hinge", ADAM)
+    with pytest.raises(ValueError, match="make_eval_step: unknown loss 'hinge' for `loss_fn`"):
+        make_eval_step(MODEL, "hinge")
 
 
 def test_first_bad_step_names_the_step_of_the_first_non_finite_loss():

@@ -1,0 +1,240 @@
+"""The layer contract: a named pair of pure functions, the options it takes, and how errors name it.
+
+A layer is::
+
+    init(key, input_shape) -> (output_shape, params, state)
+    apply(params, state, x, *, key=None, train=False, **options) -> (y, state)
+
+``options`` are the keyword arguments beyond ``key`` and ``train`` that a layer declares
+(``mask=`` for attention, ``initial_state=`` for recurrent layers). A combinator declares the
+options of all its children and gives each child the ones that child declares
+(:func:`options_for`), however deeply the layers nest. An option no layer declares is a
+``TypeError`` naming it and the options the model does take.
+
+Errors raised inside a layer carry its path (``"encoder/dense_2: expected last axis 64, got 32"``):
+combinators run each child inside :func:`child_scope`, which prefixes the child's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Shape = tuple[int, ...]
+PyTree = Any
+
+
+class Layer(NamedTuple):
+    """A layer: its kind ``name``, its two pure functions, and the options ``apply`` takes.
+
+    ``init(key, input_shape) -> (output_shape, params, state)`` infers shapes without data;
+    ``input_shape`` has no batch axis. ``apply(params, state, x, *, key=None, train=False,
+    **options) -> (y, state)`` accepts ``x`` of shape ``(*batch, *input_shape)`` with any number of
+    leading batch axes, zero included. ``options`` names the keyword options ``apply`` accepts
+    besides ``key`` and ``train`` (sorted); most layers take none.
+    """
+
+    name: str
+    init: Callable
+    apply: Callable
+    options: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Errors that carry the layer path.
+
+
+class PathError(Exception):
+    """Mixin for errors raised inside layers: the message is prefixed with the layer's path.
+
+    Combinators prepend their child's name as the error travels up, so the final message reads
+    ``"encoder/dense_2: expected last axis 64, got 32"``.
+    """
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+        self.path: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if not self.path:
+            return self.detail
+        return f"{'/'.join(self.path)}: {self.detail}"
+
+
+class LayerValueError(PathError, ValueError):
+    """A bad value or shape given to a layer."""
+
+
+class LayerTypeError(PathError, TypeError):
+    """A bad dtype or type given to a layer."""
+
+
+# The path of the layer running now, and how deep in layer calls we are; both are only read
+# while Python traces a model, so they cost nothing in compiled code.
+_path: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("jaxnn_path", default=())
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("jaxnn_depth", default=0)
+# A list that collects one row per leaf layer during ``init`` while :func:`record_layers` is
+# active (see ``init_child``).
+_recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar("jaxnn_recorder", default=None)
+
+
+@contextlib.contextmanager
+def child_scope(name: str) -> Iterator[None]:
+    """Runs a child layer so that its errors carry its name, prefixed to the path."""
+    token = _path.set(_path.get() + (name,))
+    try:
+        yield
+    except PathError as error:
+        error.path = (name,) + error.path
+        raise
+    finally:
+        _path.reset(token)
+
+
+@contextlib.contextmanager
+def record_layers() -> Iterator[list]:
+    """Collects ``(path, kind, output_shape, params, state)`` for each leaf layer initialized inside.
+
+    A leaf is a child of a combinator that records no rows of its own (a layer whose insides are
+    not run through :func:`init_child`). ``jaxnn.summary`` builds its table from these rows.
+    """
+    rows: list = []
+    token = _recorder.set(rows)
+    try:
+        yield rows
+    finally:
+        _recorder.reset(token)
+
+
+# --------------------------------------------------------------------------------------------
+# Building layers.
+
+
+def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[str] = ()) -> Layer:
+    """Builds a :class:`Layer`, adding the behaviour every layer shares.
+
+    ``apply`` is called as ``apply(params, state, x, key=key, train=train, **options)`` with only
+    the declared ``options`` that the caller gave; an undeclared one is a ``TypeError`` naming it
+    and the options the layer takes. Called by the user (not from inside a combinator), the layer
+    first checks ``key`` and ``train``, and prefixes the errors raised inside it with its
+    ``name``; inside a combinator the combinator supplies the path instead.
+
+    Args:
+      name: the layer's kind in snake_case (``"dense"``, ``"batch_norm"``); ``Sequential`` names
+        children after it.
+      init: ``init(key, input_shape) -> (output_shape, params, state)``.
+      apply: ``apply(params, state, x, *, key=None, train=False, **options) -> (y, state)``.
+      options: the names of the keyword options ``apply`` accepts besides ``key`` and ``train``.
+    """
+    declared = _option_names(options, name)
+
+    def scoped(function: Callable, check: Callable, *args, **kwargs):
+        depth = _depth.get()
+        token = _depth.set(depth + 1)
+        try:
+            if depth == 0:
+                check()
+            return function(*args, **kwargs)
+        except PathError as error:
+            if depth == 0 and not error.path:
+                error.path = (name,)
+            raise
+        finally:
+            _depth.reset(token)
+
+    @functools.wraps(init)
+    def scoped_init(key, input_shape):
+        return scoped(init, lambda: _check_key(key, "init", required=True), key, input_shape)
+
+    @functools.wraps(apply)
+    def scoped_apply(params, state, x, *, key=None, train=False, **given):
+        def check():
+            _check_train(train)
+            _check_key(key, "apply", required=False)
+
+        def checked_apply(*args, **kwargs):
+            unknown = sorted(set(given) - set(declared))
+            if unknown:
+                takes = f"it takes {', '.join(declared)}" if declared else "it takes none"
+                raise LayerTypeError(
+                    f"no layer of this model takes the option{'s' * (len(unknown) > 1)} "
+                    f"{', '.join(map(repr, unknown))}; {takes}"
+                )
+            return apply(*args, **kwargs)
+
+        return scoped(checked_apply, check, params, state, x, key=key, train=train, **given)
+
+    return Layer(name, scoped_init, scoped_apply, declared)
+
+
+def _option_names(options: Iterable[str], name: str) -> tuple[str, ...]:
+    if isinstance(options, str):
+        options = (options,)
+    names = tuple(sorted(set(options)))
+    for option in names:
+        if not isinstance(option, str) or not option.isidentifier() or option in ("key", "train"):
+            raise TypeError(f"{name}: options must be keyword names other than key and train, got {option!r}")
+    return names
+
+
+def declared_options(layers: Iterable[Layer]) -> tuple[str, ...]:
+    """The options any of ``layers`` takes: what a combinator of them declares."""
+    return tuple(sorted({option for layer in layers for option in layer.options}))
+
+
+def options_for(layer: Layer, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options among ``options`` that ``layer`` declares: what a combinator passes to that child."""
+    return {option: value for option, value in options.items() if option in layer.options}
+
+
+def _check_key(key: Any, method: str, *, required: bool) -> None:
+    if key is None:
+        if required:
+            raise LayerTypeError(f"{method} needs a PRNG key: {method}(jax.random.key(0), input_shape)")
+        return
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed_key = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    raw_key = dtype == jnp.uint32 and shape == (2,)
+    if not (typed_key or raw_key):
+        got = f"an array of shape {shape} and dtype {dtype}" if dtype is not None else repr(key)
+        raise LayerTypeError(
+            f"key must be a single PRNG key such as jax.random.key(0), got {got}"
+        )
+
+
+def _check_train(train: Any) -> None:
+    if isinstance(train, (bool, np.bool_)):
+        return
+    hint = ("; under jax.jit mark it static: jax.jit(model.apply, static_argnames='train')"
+            if isinstance(train, jax.core.Tracer) else "")
+    raise LayerTypeError(f"train must be a Python bool, got {type(train).__name__}{hint}")
+
+
+def init_child(child_name: str, layer: Layer, key: jax.Array, input_shape: Shape):
+    """Initializes a combinator's child under its name.
+
+    Errors carry the child's name, and inside :func:`record_layers` a child that recorded no rows
+    of its own (a leaf, or a layer whose insides are not combinators) records one.
+    """
+    recorder = _recorder.get()
+    rows_before = len(recorder) if recorder is not None else 0
+    with child_scope(child_name):
+        output_shape, params, state = layer.init(key, input_shape)
+        if recorder is not None and len(recorder) == rows_before:
+            recorder.append((_path.get(), layer.name, tuple(output_shape), params, state))
+    return output_shape, params, state
+
+
+def apply_child(child_name: str, layer: Layer, params, state, x, *, key=None, train=False,
+                **options):
+    """Applies a combinator's child under its name, passing on the options the child declares."""
+    with child_scope(child_name):
+        return layer.apply(params, state, x, key=key, train=train, **options_for(layer, options))

@@ -1,0 +1,284 @@
+"""The kernels behind the convolution and pooling layers, in two formulations of the same result.
+
+The one used is picked when a function is traced (:func:`use_cpu_formulation`):
+
+- on accelerators, ``lax.conv_general_dilated`` and ``lax.reduce_window``;
+- on CPU, the same convolution forward pass with derivatives computed as matrix products of
+  patches (im2col) built in cache-sized blocks of examples, and pooling by reshapes
+  (non-overlapping windows) or strided slices (overlapping ones) with a max-pooling derivative
+  rule of the same kind. On CPU, XLA computes the derivatives of ``lax.conv_general_dilated`` with
+  generic convolution kernels several times slower than its forward pass (over ten times slower
+  inside ``lax.scan``), and the derivative of ``reduce_window`` max is a ``select_and_scatter``
+  several times slower than the forward pass, while matrix products and fused elementwise loops
+  are fast everywhere; see ``bench/layers_vs_pytorch.py``.
+
+Every kernel takes ``x (N, *spatial, C)`` with one batch axis and explicit ``(low, high)`` padding.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxnn.layers._spatial import Pairs, output_sizes
+
+# --------------------------------------------------------------------------------------------
+# Convolution.
+
+
+def use_cpu_formulation() -> bool:
+    """Whether the CPU formulations are used: decided when a function is traced."""
+    return jax.default_backend() == "cpu"
+
+
+def conv_xla(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
+    """``lax.conv_general_dilated`` on channels-last arrays: the formulation for accelerators."""
+    spatial = "DHW"[3 - len(strides):]
+    return lax.conv_general_dilated(
+        x, w, window_strides=strides, padding=pads, rhs_dilation=dilations,
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+        feature_group_count=groups,
+    )
+
+
+def conv_cpu(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
+    """The CPU formulation of :func:`conv_xla`: the same sum, computed as described below.
+
+    Padding is applied first, so that the convolution itself is ``VALID``: XLA's fast CPU
+    convolution kernel takes only paddings smaller than the kernel. The forward pass is
+    ``lax.conv_general_dilated``; the derivatives come from :func:`_valid_conv_cpu`'s JVP rule,
+    which is linear in the tangents and made of matrix products of patches, so that reverse mode
+    (its transpose) is made of matrix products too. 1D convolutions run as 2D ones over a unit
+    axis, since XLA's fast kernel is 2D only.
+    """
+    if len(strides) == 1:
+        y = conv_cpu(x[:, None], w[None], (1,) + tuple(strides), ((0, 0),) + tuple(pads),
+                     (1,) + tuple(dilations), groups)
+        return y[:, 0]
+    if any(low or high for low, high in pads):
+        x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+    return _valid_conv_cpu(x, w, tuple(strides), tuple(dilations), groups)
+
+
+# Examples per block of patches are chosen so that a block's patches take about this many bytes
+# and stay in cache between being built and being multiplied. On a 2-core AMD EPYC, 256 KB to
+# 1 MB blocks trained a LeNet-sized CNN fastest; 4 MB blocks were slower on a loaded machine, and
+# whole-batch patches (no blocks) made the training step 1.7 times as slow.
+BLOCK_BYTES = 1 << 19
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _valid_conv_cpu(x, w, strides, dilations, groups):
+    # XLA's convolution is its fastest forward pass on CPU, faster than the patch product on a
+    # loaded machine (it runs on one thread); only its derivatives are slow.
+    return conv_xla(x, w, strides, ((0, 0),) * len(strides), dilations, groups)
+
+
+def _valid_conv_cpu_jvp(strides, dilations, groups, primals, tangents):
+    """``y_dot = conv(x_dot, w) + conv(x, w_dot)``, each term a blocked patch product.
+
+    A tangent that is symbolically zero (the input of a first layer, which is data) costs nothing.
+    """
+    x, w = primals
+    x_dot, w_dot = tangents
+    y = _valid_conv_cpu(x, w, strides, dilations, groups)
+    y_dot = None
+    if not isinstance(x_dot, jax.custom_derivatives.SymbolicZero):
+        y_dot = _blocked_patch_product(x_dot, w, strides, dilations, groups)
+    if not isinstance(w_dot, jax.custom_derivatives.SymbolicZero):
+        term = _blocked_patch_product(x, w_dot, strides, dilations, groups)
+        y_dot = term if y_dot is None else y_dot + term
+    return y, jnp.zeros_like(y) if y_dot is None else y_dot
+
+
+_valid_conv_cpu.defjvp(_valid_conv_cpu_jvp, symbolic_zeros=True)
+
+
+def _patch_product(x, w, strides, dilations, groups):
+    """The VALID convolution as one matrix product of patches: im2col.
+
+    ``patches[n, i, j, (a, b, c)] = x[n, i*s + a*d, j*s + b*d, c]`` for kernel offsets ``(a, b)``,
+    and ``y = patches @ w.reshape(-1, out)``, per group. Linear in ``x`` and in ``w``; the
+    transpose in ``x`` scatters back by padding and adding slices (col2im).
+    """
+    n, height, width, channels = x.shape
+    kh, kw, group_channels, features = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    taps = [
+        lax.slice(x, (0, a * dh, b * dw, 0),
+                  (n, a * dh + (out_h - 1) * sh + 1, b * dw + (out_w - 1) * sw + 1, channels),
+                  (1, sh, sw, 1))
+        for a in range(kh) for b in range(kw)
+    ]
+    patches = jnp.stack(taps, axis=3)  # (n, out_h, out_w, taps, channels)
+    rows = n * out_h * out_w
+    if groups == 1:
+        y = jnp.dot(patches.reshape(rows, kh * kw * channels), w.reshape(kh * kw * channels, features))
+    else:
+        patches = patches.reshape(rows, kh * kw, groups, group_channels)
+        kernel = w.reshape(kh * kw, group_channels, groups, features // groups)
+        y = lax.dot_general(patches, kernel, (((1, 3), (0, 1)), ((2,), (2,))))  # (groups, rows, out)
+        y = jnp.moveaxis(y, 0, 1)
+    return y.reshape(n, out_h, out_w, features)
+
+
+def _blocked_patch_product(x, w, strides, dilations, groups):
+    """:func:`_patch_product` over blocks of examples in a ``lax.scan``.
+
+    Whole-batch patches are ``prod(kernel)`` times the input; built in blocks, and rebuilt in the
+    backward pass rather than saved (``jax.checkpoint``), they never leave the cache. The transpose
+    of the scan accumulates the kernel's gradient over blocks in its carry.
+    """
+    n, height, width, channels = x.shape
+    kh, kw = w.shape[:2]
+    out_h = (height - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    out_w = (width - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    example_bytes = out_h * out_w * kh * kw * channels * jnp.dtype(x.dtype).itemsize
+    block = int(max(1, min(n, BLOCK_BYTES // max(example_bytes, 1))))
+    product = jax.checkpoint(lambda xs: _patch_product(xs, w, strides, dilations, groups))
+    full = n - n % block
+    parts = []
+    if full:
+        blocks = x[:full].reshape((full // block, block) + x.shape[1:])
+        _, ys = lax.scan(lambda carry, xs: (carry, product(xs)), None, blocks)
+        parts.append(ys.reshape((full,) + ys.shape[2:]))
+    if full < n or not parts:
+        parts.append(product(x[full:]))
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+
+
+def convolve(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
+    """The formulation for the default backend, on ``x (N, *spatial, C)`` with explicit padding."""
+    if use_cpu_formulation():
+        return conv_cpu(x, w, strides, pads, dilations, groups)
+    return conv_xla(x, w, strides, pads, dilations, groups)
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling.
+
+
+def _pad(x, pads: Pairs, value) -> jax.Array:
+    if not any(low or high for low, high in pads):
+        return x
+    return jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),), constant_values=value)
+
+
+def _reduce_window_xla(x, window, strides, pads: Pairs, init, op) -> jax.Array:
+    # A NumPy init value stays concrete under jit, which lets JAX recognize the max and add
+    # monoids and differentiate the reduction.
+    return lax.reduce_window(x, np.array(init, x.dtype), op, (1,) + tuple(window) + (1,),
+                             (1,) + tuple(strides) + (1,), ((0, 0),) + tuple(pads) + ((0, 0),))
+
+
+def _as_windows(x, window, out) -> jax.Array:
+    """Non-overlapping windows as axes: ``(N, o1, k1, o2, k2, ..., C)`` (the input is cropped)."""
+    crop = tuple(o * k for o, k in zip(out, window))
+    x = x[(slice(None),) + tuple(slice(0, c) for c in crop)]
+    return x.reshape((x.shape[0],) + sum(((o, k) for o, k in zip(out, window)), ()) + (x.shape[-1],))
+
+
+def _window_axes(ndim: int) -> tuple[int, ...]:
+    return tuple(2 + 2 * axis for axis in range(ndim))
+
+
+def _taps(x, window, strides, out) -> list[jax.Array]:
+    """Strided slices of ``x``, one per window offset in row-major order, each ``(N, *out, C)``."""
+    taps = []
+    for offset in np.ndindex(*window):
+        start = (0,) + tuple(offset) + (0,)
+        ends = tuple(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides))
+        limit = (x.shape[0],) + ends + (x.shape[-1],)
+        taps.append(lax.slice(x, start, limit, (1,) + tuple(strides) + (1,)))
+    return taps
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _max_pool_cpu_valid(x, window, strides):
+    out = output_sizes(x.shape[1:-1], window, strides, (1,) * len(window), ((0, 0),) * len(window))
+    if tuple(window) == tuple(strides):
+        return jnp.max(_as_windows(x, window, out), axis=_window_axes(len(window)))
+    return functools.reduce(jnp.maximum, _taps(x, window, strides, out))
+
+
+@_max_pool_cpu_valid.defjvp
+def _max_pool_cpu_valid_jvp(window, strides, primals, tangents):
+    """The tangent of the first maximum of each window in row-major order, as XLA's derivative of
+    ``reduce_window`` max (and PyTorch's ``max_pool``) picks it when several elements tie."""
+    (x,), (x_dot,) = primals, tangents
+    y = _max_pool_cpu_valid(x, window, strides)
+    count = math.prod(window)
+    # The winning position is kept for the backward pass; in the narrowest integer that holds it,
+    # as memory traffic dominates here (int8 over int32 halves the time of a LeNet pooling layer).
+    index_dtype = np.int8 if count < 2**7 else np.int16 if count < 2**15 else np.int32
+    if tuple(window) == tuple(strides):
+        out = y.shape[1:-1]
+        axes = _window_axes(len(window))
+        windows, tangent_windows = _as_windows(x, window, out), _as_windows(x_dot, window, out)
+        position_shape = [1] * windows.ndim
+        for axis, k in zip(axes, window):
+            position_shape[axis] = k
+        position = jnp.arange(count, dtype=index_dtype).reshape(position_shape)
+        first = jnp.min(jnp.where(windows == jnp.expand_dims(y, axes), position, count), axis=axes,
+                        keepdims=True)
+        y_dot = jnp.sum(jnp.where(position == first, tangent_windows, 0), axis=axes)
+        return y, y_dot
+    taps = _taps(x, window, strides, y.shape[1:-1])
+    first = jnp.full(y.shape, count, index_dtype)
+    for position in reversed(range(count)):
+        first = jnp.where(taps[position] == y, np.array(position, index_dtype), first)
+    tangent_taps = _taps(x_dot, window, strides, y.shape[1:-1])
+    y_dot = sum(jnp.where(first == position, tap, 0) for position, tap in enumerate(tangent_taps))
+    return y, y_dot
+
+
+def max_pool_cpu(x, window, strides, pads: Pairs) -> jax.Array:
+    """Max pooling by reshapes or strided slices; padded positions hold ``-inf``."""
+    return _max_pool_cpu_valid(_pad(x, pads, -jnp.inf), tuple(window), tuple(strides))
+
+
+def max_pool_xla(x, window, strides, pads: Pairs) -> jax.Array:
+    """Max pooling by ``lax.reduce_window``; padded positions hold ``-inf``."""
+    return _reduce_window_xla(x, window, strides, pads, -jnp.inf, lax.max)
+
+
+def window_sum_cpu(x, window, strides, pads: Pairs) -> jax.Array:
+    """Window sums by reshapes or strided slices; padded positions hold 0."""
+    x = _pad(x, pads, 0)
+    out = output_sizes(x.shape[1:-1], window, strides, (1,) * len(window), ((0, 0),) * len(window))
+    if tuple(window) == tuple(strides):
+        return jnp.sum(_as_windows(x, window, out), axis=_window_axes(len(window)))
+    return sum(_taps(x, window, strides, out))
+
+
+def window_sum_xla(x, window, strides, pads: Pairs) -> jax.Array:
+    """Window sums by ``lax.reduce_window``; padded positions hold 0."""
+    return _reduce_window_xla(x, window, strides, pads, 0, lax.add)
+
+
+def real_counts(sizes, window, strides, pads: Pairs) -> np.ndarray:
+    """How many unpadded elements each window holds, shape ``(*out, 1)``."""
+    counts = np.ones((), np.int64)
+    for n, k, s, (low, high) in zip(sizes, window, strides, pads):
+        out = (n + low + high - k) // s + 1
+        start = np.arange(out) * s - low
+        per_axis = np.minimum(start + k, n) - np.maximum(start, 0)
+        counts = np.multiply.outer(counts, per_axis)
+    return counts[..., None]
+
+
+def max_pool(x, window, strides, pads: Pairs) -> jax.Array:
+    """Max pooling in the formulation for the default backend."""
+    return (max_pool_cpu if use_cpu_formulation() else max_pool_xla)(x, window, strides, pads)
+
+
+def window_sum(x, window, strides, pads: Pairs) -> jax.Array:
+    """Window sums in the formulation for the default backend."""
+    return (window_sum_cpu if use_cpu_formulation() else window_sum_xla)(x, window, strides, pads)
