@@ -5,6 +5,8 @@
     jaxnn train --out runs/m1d-cnn --epochs 50 --resume
     jaxnn evaluate runs/m1d-cnn
     jaxnn summary --model cnn --dataset digits
+    jaxnn train --devices all                    # data parallel over every device
+    jaxnn launch --processes 2 --devices-per-process 2 -- jaxnn train --devices all
 
 A run folder holds ``checkpoint.npz`` (the whole train state, pickle-free), ``config.json``,
 ``history.json``, ``metrics.json`` (final ``test_accuracy`` and ``test_loss``) and PNG plots.
@@ -24,7 +26,7 @@ import numpy as np
 
 import jaxnn
 from jaxnn import data as data_module
-from jaxnn import optim
+from jaxnn import launch, optim, parallel
 from jaxnn._files import write_json
 from jaxnn.models import LAYOUT_SHAPES, MODELS
 from jaxnn.train import (
@@ -95,6 +97,31 @@ def split(dataset: data_module.Dataset, config: dict[str, Any]):
     return (x_train, y_train), (x_val, y_val)
 
 
+def training_mesh(devices: str | None):
+    """The mesh ``--devices`` asks for: ``None`` (one device), ``"all"``, or the first N devices.
+
+    Under several processes (``jaxnn launch``, a cluster) the mesh always spans every device of
+    every process, so ``--devices`` must then be ``all`` (its default there).
+    """
+    distributed = jax.process_count() > 1
+    if devices is None:
+        return parallel.data_mesh() if distributed else None
+    available = jax.devices()
+    if devices == "all":
+        return parallel.data_mesh(available)
+    try:
+        count = int(devices)
+    except ValueError:
+        raise CommandError(f"--devices must be 'all' or a number of devices, got {devices!r}") from None
+    if not 1 <= count <= len(available):
+        raise CommandError(f"--devices {count}: this machine has {len(available)} device(s): "
+                           f"{', '.join(str(device) for device in available)}")
+    if distributed and count != len(available):
+        raise CommandError(f"--devices {count}: under {jax.process_count()} processes training uses every "
+                           f"device of every process; pass --devices all")
+    return parallel.data_mesh(available[:count])
+
+
 # --------------------------------------------------------------------------------------------
 # Run settings and resuming.
 
@@ -154,19 +181,20 @@ def restore_run(out: str, template) -> tuple[Any, History, int]:
 
 
 class _SaveHistory(Callback):
-    """Write ``history.json`` after each epoch, just before the checkpoint."""
+    """Write ``history.json`` after each epoch, just before the checkpoint (process 0 only)."""
 
     def __init__(self, history: History, path: str):
         self.history, self.path = history, path
 
     def on_epoch_end(self, epoch, logs, train_state):
-        snapshot = History(self.history.to_dict())
-        snapshot.append(logs)
-        snapshot.save(self.path)
+        if parallel.is_main_process():
+            snapshot = History(self.history.to_dict())
+            snapshot.append(logs)
+            snapshot.save(self.path)
 
 
 def fit_run(args: argparse.Namespace, out: str, config: dict[str, Any], model, optimizer, train_state,
-            history: History, epochs_done: int, dataset: data_module.Dataset):
+            history: History, epochs_done: int, dataset: data_module.Dataset, mesh=None):
     """Train up to ``--epochs``, saving the history and checkpoint after each epoch.
 
     Returns ``(train_state, history, seconds of training)``.
@@ -176,7 +204,9 @@ def fit_run(args: argparse.Namespace, out: str, config: dict[str, Any], model, o
         print(f"training {config['model']} on {dataset.name}: {len(train_data[0])} train, "
               f"{0 if validation_data is None else len(validation_data[0])} validation, "
               f"{len(dataset.x_test)} test examples; {jaxnn.core.count_parameters(train_state.params)[0]:,} "
-              f"parameters; run folder {out}", file=sys.stderr)
+              f"parameters; run folder {out}"
+              + ("" if mesh is None else f"; {mesh.devices.size} devices, {jax.process_count()} process(es)"),
+              file=sys.stderr)
     # The history is written before the checkpoint: after a crash between the two it is at most
     # one epoch ahead, and --resume truncates it to the checkpoint's epoch.
     callbacks = [LearningRateLogger(config["lr"]),
@@ -189,15 +219,16 @@ def fit_run(args: argparse.Namespace, out: str, config: dict[str, Any], model, o
                                    batch_size=config["batch_size"], validation_data=validation_data,
                                    steps_per_call=args.steps_per_call, callbacks=callbacks,
                                    progress=not args.no_progress and not args.quiet,
-                                   initial_epoch=epochs_done, history=history)
+                                   initial_epoch=epochs_done, history=history, mesh=mesh)
     except NonFiniteLossError as error:
         raise CommandError(f"{error} The run folder {out} keeps the last good checkpoint.") from None
     return train_state, history, time.perf_counter() - started
 
 
-def _test_metrics(model, train_state, dataset) -> tuple[dict[str, float], np.ndarray]:
+def _test_metrics(model, train_state, dataset, mesh=None) -> tuple[dict[str, float], np.ndarray]:
     """Test loss and accuracy, and the confusion matrix, from one pass over the test set."""
-    results, logits = evaluate(model, train_state, (dataset.x_test, dataset.y_test), return_outputs=True)
+    results, logits = evaluate(model, train_state, (dataset.x_test, dataset.y_test), return_outputs=True,
+                               mesh=mesh)
     confusion = np.asarray(jaxnn.metrics.confusion_matrix(jax.numpy.argmax(logits, -1), dataset.y_test,
                                                           dataset.num_classes))
     return {"test_loss": results["loss"], "test_accuracy": results["accuracy"]}, confusion
@@ -222,12 +253,14 @@ def _plots(out: str, history: History, confusion: np.ndarray, quiet: bool) -> li
 
 
 def write_results(args: argparse.Namespace, out: str, model, train_state, history: History,
-                  dataset: data_module.Dataset, seconds: float) -> dict[str, Any]:
-    """Write ``history.json``, ``metrics.json`` and the plots; returns the metrics."""
-    history.save(os.path.join(out, HISTORY))
-    metrics, confusion = _test_metrics(model, train_state, dataset)
+                  dataset: data_module.Dataset, seconds: float, mesh=None) -> dict[str, Any]:
+    """Write ``history.json``, ``metrics.json`` and the plots (process 0); returns the metrics."""
+    metrics, confusion = _test_metrics(model, train_state, dataset, mesh)
     metrics.update({"epochs": history.epochs, "steps": int(train_state.step), "train_seconds": seconds,
                     "parameters": jaxnn.core.count_parameters(train_state.params)[0]})
+    if not parallel.is_main_process():
+        return metrics
+    history.save(os.path.join(out, HISTORY))
     write_json(os.path.join(out, METRICS), metrics, sort_keys=True)
     plots = _plots(out, history, confusion, args.quiet)
     if not args.quiet:
@@ -241,8 +274,15 @@ def write_results(args: argparse.Namespace, out: str, model, train_state, histor
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
+    if os.environ.get(parallel.COORDINATOR_VARIABLE) and not jax.distributed.is_initialized():
+        parallel.initialize()  # started by `jaxnn launch`: join the other processes first
+    if not parallel.is_main_process():
+        args.quiet = True  # one process prints
+    mesh = training_mesh(args.devices)
     out = run_folder(args)
     config = run_settings(args, out)
+    # Every process has checked the run folder before process 0 writes to it.
+    parallel.sync("jaxnn.train.settings")
     dataset = load_dataset(config["dataset"], config["model"])
     model, optimizer = build(config, dataset)
     train_state = create_train_state(model, optimizer, jax.random.key(config["seed"]), dataset.input_shape)
@@ -251,10 +291,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         train_state, history, epochs_done = restore_run(out, train_state)
         if epochs_done >= args.epochs and not args.quiet:
             print(f"{out} has already trained {epochs_done} epochs (--epochs {args.epochs})", file=sys.stderr)
-    write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
+    if mesh is not None:
+        parallel.check_batch_size(config["batch_size"], mesh, "jaxnn train", "--batch-size")
+    if parallel.is_main_process():
+        write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
     train_state, history, seconds = fit_run(args, out, config, model, optimizer, train_state, history,
-                                            epochs_done, dataset)
-    return write_results(args, out, model, train_state, history, dataset, seconds)
+                                            epochs_done, dataset, mesh)
+    return write_results(args, out, model, train_state, history, dataset, seconds, mesh)
 
 
 def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -302,9 +345,25 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_parser.add_argument("--quiet", action="store_true", help="print nothing")
+    train_parser.add_argument("--devices", default=None, metavar="all|N",
+                              help="train data parallel on every device (all) or the first N; under "
+                                   "`jaxnn launch`, on the devices of every process (default: one device)")
 
     evaluate_parser = commands.add_parser("evaluate", help="reload a run folder and report test metrics")
     evaluate_parser.add_argument("run_dir", help="a folder written by `jaxnn train`")
+
+    launch_parser = commands.add_parser(
+        "launch", help="run a command in N local processes joined by jax.distributed, as torchrun does",
+        description="Starts N copies of COMMAND on this machine, each told by environment variables how "
+                    "to join the others (a coordinator on 127.0.0.1 and a free port); jaxnn train and "
+                    "jaxnn.parallel.initialize() read them. Output lines are prefixed with the process "
+                    "index; when one process fails, the others are stopped and the exit status is its.")
+    launch_parser.add_argument("--processes", type=int, required=True, help="how many processes to start")
+    launch_parser.add_argument("--devices-per-process", type=int, default=None,
+                               help="on CPU, the number of host devices each process has (forced with "
+                                    "XLA_FLAGS=--xla_force_host_platform_device_count)")
+    launch_parser.add_argument("launched", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                               help="the command each process runs")
 
     summary_parser = commands.add_parser("summary", help="print a model's layers, shapes and parameters")
     summary_parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
@@ -315,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxnn`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "launch":
+        return launch_command(args)
     command = {"train": train, "evaluate": evaluate_run, "summary": summary}[args.command]
     try:
         command(args)
@@ -322,6 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jaxnn {args.command}: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, CommandError) else 1
     return 0
+
+
+def launch_command(args: argparse.Namespace) -> int:
+    command = list(args.launched)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    try:
+        return launch.run(command, processes=args.processes, devices_per_process=args.devices_per_process)
+    except (ValueError, TypeError) as error:
+        print(f"jaxnn launch: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Parameter initializers.
 
 Each function here is a factory: it takes the initializer's settings and returns
-``init(key, shape, dtype=jnp.float32) -> array``. Fans follow the kernel layouts of ``DESIGN.md``:
-a dense kernel is ``(in, out)``, a convolution kernel ``(k.., in, out)``, so that
+``init(key, shape, dtype=jnp.float32) -> array``. Fans follow jaxnn's kernel layouts: a dense
+kernel is ``(in, out)``, a convolution kernel ``(k.., in, out)``, so that
 
     fan_in  = in  * prod(k..),    fan_out = out * prod(k..).
 

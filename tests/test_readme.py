@@ -1,4 +1,8 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written.
+
+Blocks fenced ```python run; a block fenced ```py (the cluster recipe, which needs several
+hosts) is shown, not run.
+"""
 
 import re
 from pathlib import Path

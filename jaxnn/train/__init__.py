@@ -1,6 +1,6 @@
 """Training: the train state, compiled steps, the ``fit`` loop, callbacks and checkpoints.
 
-See ``DESIGN.md``: ``TrainState(params, state, opt_state, step, key)`` is one pytree; a train step
+``TrainState(params, state, opt_state, step, key)`` is one pytree; a train step
 is ``(train_state, batch) -> (train_state, metrics)``, jitted once with the state donated.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
+from jaxnn import parallel
 from jaxnn._files import write_atomically
 
 FORMAT = "jaxnn.checkpoint"
@@ -34,6 +36,19 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
 _PICKLE_PROTOCOL_MARK = b"\x80"
 _MAX_LISTED = 12
+# Layer kinds renamed to the snake_case of their constructor: new kind -> the kind checkpoints of
+# jaxnn 0.1.0 name. A Sequential names its children after their kind (``batchnorm_1`` then,
+# ``batch_norm_1`` now), so a template's leaf missing from an older file is looked up under the
+# old name too.
+_RENAMED_KINDS = {
+    "batch_norm": "batchnorm",
+    "layer_norm": "layernorm",
+    "multi_head_attention": "attention",
+    "sinusoidal_positional_embedding": "sinusoidal_embedding",
+    "learned_positional_embedding": "positional_embedding",
+    "transformer_encoder_block": "transformer_block",
+}
+_NUMBERED_CHILD = re.compile(r"^(?P<kind>[a-z0-9_]+?)_(?P<index>[0-9]+)$")
 
 
 def save_checkpoint(path: str | os.PathLike, train_state: Any, metadata: Mapping | None = None) -> None:
@@ -42,7 +57,9 @@ def save_checkpoint(path: str | os.PathLike, train_state: Any, metadata: Mapping
     The file is written to a temporary file in the same directory, flushed and ``fsync``-ed, then
     renamed over ``path`` (and the directory ``fsync``-ed where the system allows), so ``path``
     always holds either the previous checkpoint or the new one, whole. A save that fails removes
-    its temporary file and re-raises. Missing parent directories are created.
+    its temporary file and re-raises. Missing parent directories are created. Under several
+    processes, call it in every process with the same (replicated) train state: process 0
+    writes, and every process returns once the file is whole.
 
     Layout of the archive:
 
@@ -80,7 +97,11 @@ def save_checkpoint(path: str | os.PathLike, train_state: Any, metadata: Mapping
     arrays, table = _flatten_for_saving(train_state)
     metadata_bytes = _encode_metadata(metadata, table)
 
-    write_atomically(path, lambda file: _write_archive(file, arrays, metadata_bytes))
+    # Under several processes the train state is the same on each: one writes, the others wait
+    # until the file is whole, so that none reads it early.
+    if parallel.is_main_process():
+        write_atomically(path, lambda file: _write_archive(file, arrays, metadata_bytes))
+    parallel.sync(f"jaxnn.save_checkpoint:{path}")
 
 
 def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
@@ -123,7 +144,7 @@ def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dic
         metadata = _read_metadata(path, archive)
         table = metadata[RESERVED_KEY]["leaves"]
         _check_entries_listed(path, archive, table)
-        saved = {entry["path"]: entry for entry in table}
+        saved = _match_renamed_leaves({entry["path"]: entry for entry in table}, expected)
         _check_against_template(path, saved, expected)
         # Leaves are matched by name, so a file written with its leaves in another order (a dict
         # built in another order) still restores into the template's structure.
@@ -380,6 +401,33 @@ def _template_table(template: Any) -> dict[str, tuple[tuple[int, ...], Any, str]
     return expected
 
 
+def _name_before_renaming(name: str) -> str:
+    """``name`` with each numbered child of a renamed kind under its former kind's name."""
+    segments = []
+    for segment in name.split("/"):
+        match = _NUMBERED_CHILD.match(segment)
+        if match and match["kind"] in _RENAMED_KINDS:
+            segment = f"{_RENAMED_KINDS[match['kind']]}_{match['index']}"
+        segments.append(segment)
+    return "/".join(segments)
+
+
+def _match_renamed_leaves(saved: dict[str, dict], expected: dict) -> dict[str, dict]:
+    """``saved`` with the leaves of a file written before the kind renames under today's names.
+
+    Only a leaf the template expects and the file lacks is looked up under its former name, and
+    only taken if the template does not expect that name itself; the entry keeps its stored path.
+    """
+    saved = dict(saved)
+    for name in expected:
+        if name in saved:
+            continue
+        former = _name_before_renaming(name)
+        if former != name and former in saved and former not in expected:
+            saved[name] = saved.pop(former)
+    return saved
+
+
 def _check_against_template(path: str, saved: dict[str, dict], expected: dict) -> None:
     missing = [name for name in expected if name not in saved]
     extra = [name for name in saved if name not in expected]
@@ -456,4 +504,5 @@ def _place(value: Any, like: Any) -> jax.Array:
     sharding = getattr(like, "sharding", None)
     if sharding is None:
         return jnp.asarray(value)
-    return jax.device_put(value, sharding)
+    # The template's placement, on one device or replicated over the devices of every process.
+    return parallel.place(value, sharding)

@@ -23,7 +23,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
+from jaxnn import parallel
 from jaxnn._checks import check_bool, check_int, check_positive_int, check_real
 from jaxnn.data.checks import check_dataset
 from jaxnn.train.callbacks import Callback, ProgressBar
@@ -85,8 +87,8 @@ def _check_callbacks(callbacks: Any) -> list[Callback]:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_steps(model, optimizer, loss_fn, metric_items):
-    """The jitted ``run_steps`` for one model, optimizer, loss and metrics.
+def _compiled_steps(model, optimizer, loss_fn, metric_items, mesh):
+    """The jitted ``run_steps`` for one model, optimizer, loss, metrics and mesh (or None).
 
     Cached, so that calling ``fit`` again with the same model and optimizer (another fold, more
     epochs) reuses the compiled code instead of tracing and compiling it again.
@@ -95,19 +97,28 @@ def _compiled_steps(model, optimizer, loss_fn, metric_items):
     step = one_step(model, loss_fn, optimizer, metric_fns)
     many = scan_steps(step, metric_fns)
 
+    def split_over_devices(batch, size, leading_axes):
+        # The gathered batch is split over the mesh's devices, where it divides evenly; a last
+        # partial batch that does not stays whole on every device (the same result, unsplit).
+        if mesh is None or size % parallel.data_devices(mesh):
+            return batch
+        return jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh, leading_axes))
+
     # Batches are gathered on the device from the resident arrays and this epoch's order, so a
     # call sends the device only the position of its first batch. Donating the train state and
     # the totals lets XLA update them in place.
-    @functools.partial(jax.jit, static_argnames=("count", "size"), donate_argnums=(0, 1))
     def run_steps(train_state, totals, x_all, y_all, order, start, *, count, size):
         indices = jax.lax.dynamic_slice_in_dim(order, start, count * size).reshape(count, size)
         if count == 1:
-            train_state, sums = step(train_state, x_all[indices[0]], y_all[indices[0]])
+            batch = split_over_devices((x_all[indices[0]], y_all[indices[0]]), size, 0)
+            train_state, sums = step(train_state, *batch)
         else:
-            train_state, sums = many(train_state, x_all[indices], y_all[indices])
+            batch = split_over_devices((x_all[indices], y_all[indices]), size, 1)
+            train_state, sums = many(train_state, *batch)
         return train_state, add_sums(totals, sums)
 
-    return run_steps
+    shardings = {} if mesh is None else {"out_shardings": parallel.replicated(mesh)}
+    return jax.jit(run_steps, static_argnames=("count", "size"), donate_argnums=(0, 1), **shardings)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -135,13 +146,19 @@ def _batch_plan(num_examples: int, batch_size: int, steps_per_call: int) -> list
     return calls
 
 
-def _place_on_device(train_state: TrainState, x: np.ndarray, y: np.ndarray):
-    """A private copy of ``train_state``, and ``x`` and ``y``, committed to the train state's device.
+def _place_on_device(train_state: TrainState, x: np.ndarray, y: np.ndarray, mesh):
+    """A private copy of ``train_state``, and ``x`` and ``y``, committed to the train state's device,
+    or with a mesh replicated on every device of the mesh.
 
     The copy keeps the caller's train state valid (the steps donate their input) and separates
     leaves that share one buffer, since a buffer can be donated only once. Committing everything
-    to one device makes each call shape compile once.
+    to one placement makes each call shape compile once. With a mesh, every device holds the
+    whole training set, and each step's batch, gathered from it, is split over the devices.
     """
+    if mesh is not None:
+        sharding = parallel.replicated(mesh)
+        copied = jax.tree.map(jnp.copy, train_state) if jax.process_count() == 1 else train_state
+        return (parallel.replicate(copied, mesh), parallel.place(x, sharding), parallel.place(y, sharding))
     device = next(iter(train_state.step.devices()))
     train_state = jax.device_put(jax.tree.map(jnp.copy, train_state), device)
     return train_state, jax.device_put(x, device), jax.device_put(y, device)
@@ -164,13 +181,18 @@ def _train_epoch(run_steps, train_state: TrainState, x_all, y_all, plan, metric_
         for callback in callbacks:
             callback.on_steps_end(seen, totals)
     totals = jax.device_get(totals)
-    return train_state, totals, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if jax.process_count() > 1:
+        # Process 0's time, so that the history is the same on every process.
+        seconds = float(multihost_utils.broadcast_one_to_all(np.float64(seconds)))
+    return train_state, totals, seconds
 
 
 def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, batch_size: int = 128,
         loss="cross_entropy", metrics=None, validation_data=None, steps_per_call: int = 1,
         callbacks: Sequence[Callback] = (), progress: bool = True, initial_epoch: int = 0,
-        history: History | None = None, log_every_seconds: float = 0.5) -> tuple[TrainState, History]:
+        history: History | None = None, log_every_seconds: float = 0.5,
+        mesh=None) -> tuple[TrainState, History]:
     """Train ``model`` for epochs ``initial_epoch + 1 .. epochs`` and return ``(train_state, history)``.
 
     Each epoch shuffles the training data with a key split from ``train_state.key`` (so a run
@@ -202,6 +224,14 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
       initial_epoch: epochs already done (when resuming).
       history: a history to continue (when resuming).
       log_every_seconds: how often the progress bar reads the running metrics from the device.
+      mesh: train on the devices of a :class:`~jax.sharding.Mesh` with a ``"data"`` axis
+        (:func:`jaxnn.parallel.data_mesh`): the train state is replicated on every device and
+        each step's batch split over them; ``batch_size`` is the global batch and must be
+        divisible by the number of devices. The run equals the run on one device within float
+        tolerance (the same permutations and dropout masks; BatchNorm statistics of the global
+        batch). Under several processes, call ``fit`` in each with the same arguments: metrics
+        and history are global and the same on every process, and only process 0 shows
+        progress.
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite; names the step. Callbacks have
@@ -222,6 +252,9 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     progress = check_bool(progress, "progress", where)
     log_every_seconds = check_real(log_every_seconds, "log_every_seconds", where, low=0.0)
     callbacks = _check_callbacks(callbacks)
+    if mesh is not None:
+        mesh = parallel.check_mesh(mesh, where)
+        parallel.check_batch_size(batch_size, mesh, where)
     if history is not None and not isinstance(history, History):
         raise TypeError(f"fit: `history` must be a History (or None), got {type(history).__name__}")
     loss_fn = resolve_loss(loss, "loss", where)
@@ -230,11 +263,11 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     validation = None if validation_data is None else _check_data(validation_data, "validation", model,
                                                                    train_state, loss)
 
-    run_steps = _cached(_compiled_steps, model, optimizer, loss_fn, tuple(metric_fns.items()))
-    train_state, x_all, y_all = _place_on_device(train_state, x, y)
+    run_steps = _cached(_compiled_steps, model, optimizer, loss_fn, tuple(metric_fns.items()), mesh)
+    train_state, x_all, y_all = _place_on_device(train_state, x, y, mesh)
     plan = _batch_plan(x.shape[0], batch_size, steps_per_call)
     history = History() if history is None else history
-    if progress:
+    if progress and parallel.is_main_process():
         callbacks.append(ProgressBar(epochs, x.shape[0], log_every_seconds))
 
     try:
@@ -251,7 +284,7 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
             logs = averages(totals)
             if validation is not None:
                 validation_means = _evaluate(model, train_state, validation, loss_fn, metric_fns,
-                                             max(batch_size, 1024))
+                                             max(batch_size, 1024), mesh=mesh)
                 logs.update({f"val_{name}": value for name, value in validation_means.items()})
             logs["epoch_seconds"] = seconds
             logs["samples_per_second"] = x.shape[0] / seconds
@@ -284,15 +317,26 @@ def _cached(builder, *args):
         return builder.__wrapped__(*args)
 
 
-def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size, *, with_outputs=False):
+def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size, *, with_outputs=False, mesh=None):
     """Means of the loss and metrics over ``data``; with ``with_outputs``, ``(means, outputs)``,
-    the model's outputs for every example gathered on the host from the same pass."""
+    the model's outputs for every example gathered on the host from the same pass.
+
+    With a mesh, the train state is replicated on it and each batch split over its devices where
+    it divides evenly (and held whole on each device where it does not).
+    """
     evaluate_batch = _cached(_compiled_eval, model, loss_fn, tuple(metric_fns.items()), with_outputs)
     x, y = data
+    params, state = train_state.params, train_state.state
+    if mesh is not None:
+        params, state = parallel.replicate((params, state), mesh)
     totals, outputs = zero_sums(metric_fns), []
     for start in range(0, x.shape[0], batch_size):
-        result = evaluate_batch(train_state.params, train_state.state, x[start:start + batch_size],
-                                y[start:start + batch_size])
+        batch = (x[start:start + batch_size], y[start:start + batch_size])
+        if mesh is not None:
+            divides = batch[0].shape[0] % parallel.data_devices(mesh) == 0
+            batch = (parallel.shard_batch(batch, mesh) if divides
+                     else parallel.replicate(batch, mesh))
+        result = evaluate_batch(params, state, *batch)
         if with_outputs:
             sums, batch_outputs = result
             outputs.append(batch_outputs)
@@ -300,12 +344,12 @@ def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size, *, with
             sums = result
         totals = add_sums(totals, sums)
     if with_outputs:
-        return averages(totals), np.concatenate(jax.device_get(outputs))
+        return averages(totals), np.concatenate(parallel.to_host(outputs))
     return averages(totals)
 
 
 def evaluate(model, train_state: TrainState, data, *, loss="cross_entropy", metrics=None,
-             batch_size: int = 1024, return_outputs: bool = False):
+             batch_size: int = 1024, return_outputs: bool = False, mesh=None):
     """Mean loss and metrics of ``model`` on ``data = (x, y)``, with ``train=False``.
 
     The data is checked as in :func:`fit`; batches of ``batch_size`` are summed on the device
@@ -314,6 +358,7 @@ def evaluate(model, train_state: TrainState, data, *, loss="cross_entropy", metr
     Args:
       return_outputs: also return the model's outputs for every example (the logits, for a
         classifier), from the same forward pass, as one NumPy array of ``len(x)`` rows.
+      mesh: evaluate on the devices of a mesh with a ``"data"`` axis, as :func:`fit` trains.
 
     Returns:
       ``{"loss": ..., "accuracy": ...}`` (accuracy for cross-entropy by default); with
@@ -330,5 +375,8 @@ def evaluate(model, train_state: TrainState, data, *, loss="cross_entropy", metr
     return_outputs = check_bool(return_outputs, "return_outputs", where)
     loss_fn = resolve_loss(loss, "loss", where)
     metric_fns = resolve_metrics(metrics, loss, where)
+    if mesh is not None:
+        mesh = parallel.check_mesh(mesh, where)
     x, y = _check_data(data, "evaluation", model, train_state, loss)
-    return _evaluate(model, train_state, (x, y), loss_fn, metric_fns, batch_size, with_outputs=return_outputs)
+    return _evaluate(model, train_state, (x, y), loss_fn, metric_fns, batch_size, with_outputs=return_outputs,
+                     mesh=mesh)

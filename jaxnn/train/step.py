@@ -1,9 +1,9 @@
 """Compiled train and eval steps: one optimizer step, or N of them in one ``lax.scan``.
 
-A train step is the pure function ``(train_state, batch) -> (train_state, metrics)`` of DESIGN.md,
-jitted once with the train state donated, so its buffers are reused in place. Metrics are sums
-over the examples a call saw (plus their count), so they add up exactly across calls and batch
-sizes; :func:`averages` turns them into means on the host.
+A train step is the pure function ``(train_state, batch) -> (train_state, metrics)``, jitted once
+with the train state donated, so its buffers are reused in place. Metrics are sums over the
+examples a call saw (plus their count), so they add up exactly across calls and batch sizes;
+:func:`averages` turns them into means on the host.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import losses as losses_module
+from jaxnn import parallel
 from jaxnn._checks import check_bool, check_callable, check_positive_int
 from jaxnn.optim import apply_updates
 from jaxnn.train.state import TrainState, check_model, check_optimizer
@@ -164,7 +165,7 @@ def scan_steps(step, metric_names):
 
 
 def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: int = 1,
-                    metrics: Mapping[str, MetricFn] | None = None, donate: bool = True):
+                    metrics: Mapping[str, MetricFn] | None = None, donate: bool = True, mesh=None):
     r"""Compile ``(train_state, (x, y)) -> (train_state, metrics)``: ``steps_per_call`` optimizer steps.
 
     Each step splits the train state's key (one half for dropout, one kept), computes
@@ -184,6 +185,12 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
       metrics: per-example metric functions ``(outputs, targets) -> values``; by default
         accuracy for ``"cross_entropy"``.
       donate: donate the train state's buffers (its old arrays are deleted after the call).
+      mesh: a :class:`~jax.sharding.Mesh` with a ``"data"`` axis (:func:`jaxnn.parallel.data_mesh`)
+        to train on several devices: the train state must be replicated on it
+        (:func:`jaxnn.parallel.replicate`) and each batch is split over ``"data"`` (its batch
+        axis, after the steps axis when ``steps_per_call > 1``), so the global batch size must be
+        divisible by the number of devices. Gradients, losses, metrics and BatchNorm statistics
+        are those of the global batch.
 
     Returns:
       A jitted function. Its metrics are sums over the call's examples — ``"loss"``, each
@@ -226,7 +233,13 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
                                  f"of {steps_per_call} batches, got x of shape {jnp.shape(xs)}")
             return many(train_state, xs, ys)
 
-    return jax.jit(train_step, donate_argnums=donate_argnums)
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=donate_argnums)
+    mesh = parallel.check_mesh(mesh, where)
+    leading_axes = 0 if steps_per_call == 1 else 1
+    return jax.jit(train_step, donate_argnums=donate_argnums,
+                   in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh, leading_axes)),
+                   out_shardings=parallel.replicated(mesh))
 
 
 def eval_sums(model, loss_fn: LossFn, metric_fns: Mapping[str, MetricFn], *, with_outputs: bool = False):
@@ -245,19 +258,25 @@ def eval_sums(model, loss_fn: LossFn, metric_fns: Mapping[str, MetricFn], *, wit
     return evaluate_batch
 
 
-def make_eval_step(model, loss_fn: str | LossFn, *, metrics: Mapping[str, MetricFn] | None = None):
+def make_eval_step(model, loss_fn: str | LossFn, *, metrics: Mapping[str, MetricFn] | None = None,
+                   mesh=None):
     """Compile ``(train_state, (x, y)) -> metric sums`` with ``train=False`` (no dropout, no state update).
 
-    The sums add across batches of any size; :func:`averages` gives the means.
+    The sums add across batches of any size; :func:`averages` gives the means. With ``mesh``, as
+    in :func:`make_train_step`: the train state replicated on the mesh, each batch split over
+    ``"data"``.
     """
     where = "make_eval_step"
     check_model(model, where)
     loss = resolve_loss(loss_fn, "loss_fn", where)
     evaluate_batch = eval_sums(model, loss, resolve_metrics(metrics, loss_fn, where))
 
-    @jax.jit
     def eval_step(train_state, batch):
         x, y = batch
         return evaluate_batch(train_state.params, train_state.state, x, y)
 
-    return eval_step
+    if mesh is None:
+        return jax.jit(eval_step)
+    mesh = parallel.check_mesh(mesh, where)
+    return jax.jit(eval_step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                   out_shardings=parallel.replicated(mesh))
