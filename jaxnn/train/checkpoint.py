@@ -4,14 +4,26 @@ A checkpoint is a zip archive that NumPy reads with ``np.load(path, allow_pickle
 ``.npy`` entry per leaf, named after the leaf's pytree path (``params/dense_0/w.npy``), and a
 ``metadata.json`` entry. Nothing in it is ever unpickled, so loading a file cannot run code.
 Files are written atomically: a crash during a save leaves the previous checkpoint as it was.
+
+A file cannot make loading read or allocate more than the template's arrays and a bounded
+metadata. Before any member is read, the archive's directory must show what jaxnn writes:
+members stored uncompressed (so that none inflates beyond its size in the file) under distinct
+names, and a ``metadata.json`` of at most :data:`MAX_METADATA_BYTES` (64 MiB;
+:func:`save_checkpoint` refuses larger metadata). Before any array member is read, the size of
+each must be a ``.npy`` header (10 to 10,012 bytes) plus exactly the data its leaf table entry
+implies; before a member's data is read, its header must give the entry's shape and dtype and
+its exact size.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
+import math
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -27,6 +39,9 @@ from jaxnn._files import write_atomically
 FORMAT = "jaxnn.checkpoint"
 FORMAT_VERSION = 1
 METADATA_ENTRY = "metadata.json"
+# The largest metadata.json that is written or read: far above any leaf table and user metadata
+# (a leaf's table entry takes about 100 bytes), and small enough to read into memory at once.
+MAX_METADATA_BYTES = 64 * 2**20
 # The one top-level metadata key that jaxnn writes; every other key belongs to the user.
 RESERVED_KEY = "jaxnn"
 
@@ -35,6 +50,15 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
 _PICKLE_PROTOCOL_MARK = b"\x80"
+# A .npy header is a fixed start (magic, version, header length: 10 bytes in version 1.0, 12 in
+# 2.0) and a dict literal, which NumPy refuses to parse past this many characters. The header of
+# a numeric array is ASCII, so NumPy writes it as version 1.0 or 2.0, never 3.0 (UTF-8 field names).
+_NPY_MAX_HEADER_TEXT = 10_000
+_NPY_HEADER_BYTES = (10, 12 + _NPY_MAX_HEADER_TEXT)
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
+# What ``jaxnn train`` names the checkpoint in a run folder.
+_RUN_FOLDER_CHECKPOINT = "checkpoint.npz"
 _MAX_LISTED = 12
 # Layer kinds renamed to the snake_case of their constructor: new kind -> the kind checkpoints of
 # jaxnn 0.1.0 name. A Sequential names its children after their kind (``batchnorm_1`` then,
@@ -85,8 +109,8 @@ def save_checkpoint(path: str | os.PathLike, train_state: Any, metadata: Mapping
 
     Raises:
       TypeError: a leaf is not a numeric array, or ``metadata`` is not JSON-serializable.
-      ValueError: two leaves map to the same name (a dict key containing ``/``), or ``metadata``
-        uses the reserved key.
+      ValueError: two leaves map to the same name (a dict key containing ``/``), ``metadata``
+        uses the reserved key, or ``metadata.json`` would exceed :data:`MAX_METADATA_BYTES`.
 
     Example::
 
@@ -114,8 +138,12 @@ def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dic
     on the template leaf's sharding, typed PRNG keys as typed keys, NumPy leaves as NumPy arrays
     and Python scalars as Python scalars, bit for bit equal to what was saved.
 
-    The file is read with ``np.load(..., allow_pickle=False)``: pickles and object arrays are
-    refused, never unpickled.
+    Nothing is unpickled: a pickle is refused by its first bytes, an object array by its
+    ``.npy`` header. The archive's directory, each array member's size and each ``.npy`` header
+    are checked (see the module docstring) before the data they describe is read, so a file
+    cannot make a restore read or allocate more than the template's arrays and their headers. A
+    leaf stored in the other byte order (a big-endian ``>f4`` member) comes back in native byte
+    order, with the same values.
 
     Args:
       path: a file written by :func:`save_checkpoint`.
@@ -127,10 +155,12 @@ def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dic
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
-      ValueError: the file is not a checkpoint (not a zip archive, truncated, corrupt, a pickle,
-        holding object arrays), its format version is unknown, or it does not match
-        ``template``; the message lists the leaf paths missing from the file, those not in the
-        template, and each shape or dtype that differs.
+      ValueError: ``path`` is not a regular file (a directory, a FIFO); the file is not a
+        checkpoint (not a zip archive, truncated, corrupt, a pickle, holding object arrays,
+        compressed or duplicated members, a ``metadata.json`` over :data:`MAX_METADATA_BYTES`, a
+        member whose size or ``.npy`` header disagrees with the leaf table); its format version
+        is unknown; or it does not match ``template``: the message lists the leaf paths missing
+        from the file, those not in the template, and each shape or dtype that differs.
 
     Example::
 
@@ -146,10 +176,15 @@ def restore_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dic
         _check_entries_listed(path, archive, table)
         saved = _match_renamed_leaves({entry["path"]: entry for entry in table}, expected)
         _check_against_template(path, saved, expected)
+        # Every array member's size is checked before any is read, so that a bad file is
+        # refused before a restore has read, or allocated, anything for its arrays.
+        layouts = {name: _stored_layout(path, saved[name], like) for name, (_, like, _) in expected.items()}
+        for name, (shape, dtype) in layouts.items():
+            _check_member_size(path, archive, saved[name], shape, dtype)
         # Leaves are matched by name, so a file written with its leaves in another order (a dict
         # built in another order) still restores into the template's structure.
         for name, (_, like, _) in expected.items():
-            stored = _read_entry(path, archive, saved[name])
+            stored = _read_entry(path, archive, saved[name], *layouts[name])
             leaves.append(_restore_leaf(path, stored, saved[name], like))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves), metadata
 
@@ -162,7 +197,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
-      ValueError: the file is not a checkpoint, or its metadata is missing or unreadable.
+      ValueError: ``path`` is not a regular file (a directory, a FIFO); the file is not a
+        checkpoint (compressed or duplicated members included); or its metadata is missing,
+        unreadable or over :data:`MAX_METADATA_BYTES`.
 
     Example::
 
@@ -264,7 +301,14 @@ def _encode_metadata(metadata: Mapping | None, table: list[dict]) -> bytes:
         raise TypeError(
             f"metadata must be JSON-serializable (numbers, strings, lists, dicts): {error}"
         ) from None
-    return text.encode("utf-8")
+    encoded = text.encode("utf-8")
+    # Refused here, since no restore would read it back.
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"the checkpoint's {METADATA_ENTRY} would be {len(encoded)} bytes, over the "
+            f"{MAX_METADATA_BYTES} a checkpoint may hold; keep large data in the train state's arrays"
+        )
+    return encoded
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
@@ -297,33 +341,79 @@ def _describe_start(head: bytes) -> str:
     return f"it starts with {head[:8]!r}"
 
 
-@contextlib.contextmanager
-def _open_archive(path: str) -> Iterator[Any]:
-    """Opens ``path`` as an npz archive, after checking that it is a zip file at all.
+def _check_regular_file(path: str) -> None:
+    # By os.stat, before anything is opened: opening a FIFO for reading waits for a writer,
+    # possibly forever.
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ValueError(
+            f"{path} is a directory; pass the checkpoint file inside it, "
+            f"e.g. {os.path.join(path, _RUN_FOLDER_CHECKPOINT)}"
+        )
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "not a regular file")
+    raise ValueError(f"{path} is {kind}, not a checkpoint file")
 
-    The check comes first so that a pickle, or anything else, is refused by its first bytes and
-    never handed to a loader.
+
+@contextlib.contextmanager
+def _open_archive(path: str) -> Iterator[zipfile.ZipFile]:
+    """Opens ``path`` as a zip archive, after checking that it is a regular file starting like one.
+
+    The check of the first bytes comes first so that a pickle, or anything else, is refused by
+    them and never handed to a reader; the members are then checked from the archive's directory
+    alone, before any member is read.
     """
+    _check_regular_file(path)
     with open(path, "rb") as file:
         head = file.read(8)
         if not head.startswith(_ZIP_MAGICS):
             raise ValueError(f"{path} is not a jaxnn checkpoint (.npz zip archive): {_describe_start(head)}")
         file.seek(0)
         try:
-            archive = np.load(file, allow_pickle=False)
+            archive = zipfile.ZipFile(file)
         except Exception as error:
             raise _corrupt(path, error) from error
         with archive:
+            _check_members(path, archive)
             yield archive
+
+
+def _check_members(path: str, archive: zipfile.ZipFile) -> None:
+    """Refuses members that jaxnn never writes: duplicated names, or compressed data.
+
+    Of two members with one name a reader sees only the last, so the file is refused rather
+    than read as either. A compressed member can inflate to any size; a stored one holds
+    exactly as many bytes as it takes in the file.
+    """
+    counts = collections.Counter(archive.namelist())
+    duplicated = sorted(name for name, count in counts.items() if count > 1)
+    if duplicated:
+        raise ValueError(
+            f"{path} is not a jaxnn checkpoint: it holds more than one member named "
+            + ", ".join(f"{name!r} ({counts[name]} times)" for name in duplicated[:_MAX_LISTED])
+            + (f" and {len(duplicated) - _MAX_LISTED} more" if len(duplicated) > _MAX_LISTED else "")
+        )
+    for info in archive.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(
+                f"{path} is not a jaxnn checkpoint: its member {info.filename!r} is compressed "
+                f"(zip method {info.compress_type}), and jaxnn stores every member uncompressed"
+            )
+        if info.compress_size != info.file_size:
+            raise ValueError(
+                f"{path} is corrupt: its member {info.filename!r} is stored uncompressed in "
+                f"{info.compress_size} bytes but says it holds {info.file_size}"
+            )
 
 
 def _corrupt(path: str, error: Exception, entry: str | None = None) -> ValueError:
     where = f" (entry {entry!r})" if entry else ""
-    # NumPy refuses object arrays when allow_pickle=False; say why, since the file is not damaged.
-    cause = ("it holds pickled Python objects, which are never loaded because unpickling can run code"
-             if "allow_pickle" in str(error) else "it may be truncated or corrupt")
     return ValueError(
-        f"{path} is not a readable jaxnn checkpoint{where}; {cause}: {type(error).__name__}: {error}"
+        f"{path} is not a readable jaxnn checkpoint{where}; it may be truncated or corrupt: "
+        f"{type(error).__name__}: {error}"
     )
 
 
@@ -331,14 +421,15 @@ def _bad_metadata(path: str, detail: str) -> ValueError:
     return ValueError(f"{path} is not a jaxnn checkpoint: {detail}")
 
 
-def _read_metadata(path: str, archive) -> dict:
-    if METADATA_ENTRY not in archive.zip.namelist():
+def _read_metadata(path: str, archive: zipfile.ZipFile) -> dict:
+    if METADATA_ENTRY not in archive.namelist():
         raise _bad_metadata(path, f"it has no {METADATA_ENTRY} entry (an .npz saved some other way?)")
+    info = archive.getinfo(METADATA_ENTRY)
+    if info.file_size > MAX_METADATA_BYTES:
+        raise _bad_metadata(path, f"its {METADATA_ENTRY} is {info.file_size} bytes, over the "
+                                  f"{MAX_METADATA_BYTES} a checkpoint may hold")
     try:
-        raw = archive[METADATA_ENTRY]
-        if not isinstance(raw, bytes):
-            raise TypeError(f"{METADATA_ENTRY} is an array, not JSON text")
-        document = json.loads(raw.decode("utf-8"))
+        document = json.loads(archive.read(info).decode("utf-8"))
     except Exception as error:
         raise _corrupt(path, error, METADATA_ENTRY) from error
     own = document.get(RESERVED_KEY) if isinstance(document, dict) else None
@@ -370,9 +461,9 @@ def _well_formed(entry: Any) -> bool:
     )
 
 
-def _check_entries_listed(path: str, archive, table: list[dict]) -> None:
+def _check_entries_listed(path: str, archive: zipfile.ZipFile, table: list[dict]) -> None:
     listed = [f"{entry['path']}.npy" for entry in table]
-    present = archive.zip.namelist()
+    present = archive.namelist()
     missing = sorted(set(listed) - set(present))
     unlisted = sorted(set(present) - set(listed) - {METADATA_ENTRY})
     if len(set(listed)) != len(listed) or missing or unlisted:
@@ -459,23 +550,91 @@ def _listing(names: list[str]) -> str:
     return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
 
 
-def _read_entry(path: str, archive, entry: dict) -> np.ndarray:
-    member = f"{entry['path']}.npy"
+def _stored_layout(path: str, entry: dict, like: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of the array in a leaf's member, as the leaf table and template imply.
+
+    Keys are stored as their key data, whose shape the template's key gives: its dtype is the one
+    the table names (checked against the template before). Other leaves are stored under their
+    own shape, as their ``stored_as`` dtype where the table gives one.
+    """
+    if "key_impl" in entry:
+        data = jax.eval_shape(jax.random.key_data, like)
+        return tuple(data.shape), np.dtype(data.dtype)
+    name = entry.get("stored_as", entry["dtype"])
     try:
-        stored = archive[member]
+        dtype = np.dtype(name)
+        valid = dtype.name == name and _npy_native(dtype)
+    except TypeError:
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"{path} is corrupt: its metadata says leaf {entry['path']!r} is stored as {name!r}, "
+            "which is not a dtype a .npy member holds"
+        )
+    return tuple(entry["shape"]), dtype
+
+
+def _check_member_size(path: str, archive: zipfile.ZipFile, entry: dict, shape: tuple[int, ...],
+                       dtype: np.dtype) -> None:
+    member = f"{entry['path']}.npy"
+    size = archive.getinfo(member).file_size
+    data = math.prod(shape) * dtype.itemsize
+    shortest, longest = _NPY_HEADER_BYTES
+    if not data + shortest <= size <= data + longest:
+        raise ValueError(
+            f"{path} is corrupt: entry {member!r} is {size} bytes, but its metadata says it holds a "
+            f"{shape} {dtype.name} array: {data} bytes of data after a .npy header of {shortest} to "
+            f"{longest} bytes"
+        )
+
+
+def _read_header(path: str, archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Reads the ``.npy`` header of ``member`` and nothing after it: ``(shape, dtype, its size)``."""
+    try:
+        with archive.open(member) as file:
+            version = np.lib.format.read_magic(file)
+            if version not in _NPY_HEADER_READERS:
+                raise ValueError(f".npy format version {version[0]}.{version[1]}, which jaxnn never writes")
+            shape, _, dtype = _NPY_HEADER_READERS[version](file, max_header_size=_NPY_MAX_HEADER_TEXT)
+            return tuple(shape), dtype, file.tell()
     except Exception as error:
         raise _corrupt(path, error, member) from error
-    if not isinstance(stored, np.ndarray):
-        raise _corrupt(path, ValueError("not an .npy array"), member)
-    stored_as = entry.get("stored_as", entry["dtype"])
-    # Key data has one more axis than the keys: the words of each key.
-    ndim = len(entry["shape"]) + ("key_impl" in entry)
-    if (stored.dtype.name != stored_as or stored.ndim != ndim
-            or stored.shape[: len(entry["shape"])] != tuple(entry["shape"])):
+
+
+def _read_entry(path: str, archive: zipfile.ZipFile, entry: dict, shape: tuple[int, ...],
+                dtype: np.dtype) -> np.ndarray:
+    """Reads a leaf's member, whose size has been checked, as an array of ``shape`` and ``dtype``.
+
+    The ``.npy`` header is read and checked first, so that the data is read, and its array
+    allocated, only when it is the leaf's. An array in the other byte order comes back in native
+    byte order, with the same values.
+    """
+    member = f"{entry['path']}.npy"
+    held_shape, held_dtype, header_size = _read_header(path, archive, member)
+    if held_dtype.hasobject:
         raise ValueError(
-            f"{path} is corrupt: entry {member!r} holds {stored.shape} {stored.dtype}, "
-            f"its metadata says {tuple(entry['shape'])} {stored_as}"
+            f"{path} is not a jaxnn checkpoint: entry {member!r} holds pickled Python objects, "
+            "which are never loaded because unpickling can run code"
         )
+    # A dtype's name leaves out its byte order, which the conversion below takes care of.
+    if held_shape != shape or held_dtype.name != dtype.name:
+        raise ValueError(
+            f"{path} is corrupt: entry {member!r} holds {held_shape} {held_dtype}, "
+            f"its metadata says {shape} {dtype.name}"
+        )
+    size, data = archive.getinfo(member).file_size, math.prod(shape) * dtype.itemsize
+    if header_size + data != size:
+        raise ValueError(
+            f"{path} is corrupt: entry {member!r} is {size} bytes, not the {header_size} of its "
+            f".npy header plus the {data} of its {shape} {dtype.name} data"
+        )
+    try:
+        with archive.open(member) as file:
+            stored = np.lib.format.read_array(file, allow_pickle=False, max_header_size=_NPY_MAX_HEADER_TEXT)
+    except Exception as error:
+        raise _corrupt(path, error, member) from error
+    if not stored.dtype.isnative:
+        stored = stored.astype(stored.dtype.newbyteorder("="))
     return stored
 
 

@@ -5,6 +5,10 @@ import json
 import os
 import pathlib
 import pickle
+import re
+import signal
+import uuid
+import warnings
 import zipfile
 
 import jax
@@ -18,6 +22,7 @@ import jaxnn
 from jaxnn.core import Sequential
 from jaxnn.layers.activations import Relu
 from jaxnn.layers.dense import Dense
+from jaxnn.train import checkpoint
 from jaxnn.train.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from jaxnn.train.state import TrainState, create_train_state
 
@@ -59,6 +64,36 @@ def rewrite_entries(path, replace):
             data = replace(name, data)
             if data is not None:
                 archive.writestr(name, data)
+
+
+def write_members(path, members):
+    """Writes a zip of ``(name, data, compress_type)`` members by hand, duplicate names included."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Duplicate name", UserWarning)
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data, compress_type in members:
+                archive.writestr(zipfile.ZipInfo(name), data, compress_type=compress_type)
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def members_read(monkeypatch):
+    """The names of the zip members opened for reading from now on, in order."""
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def recording_open(self, name, mode="r", *args, **kwargs):
+        if mode == "r":
+            opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real_open(self, name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
+    return opened
 
 
 class CreatesFileWhenUnpickled:
@@ -423,6 +458,201 @@ def test_object_arrays_are_refused_without_unpickling(tmp_path):
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, objects, allow_pickle=True)
     rewrite_entries(path, lambda name, data: buffer.getvalue() if name == "w.npy" else data)
-    with pytest.raises(ValueError, match=r"ckpt\.npz.*'w\.npy'.*allow_pickle"):
+    with pytest.raises(ValueError, match=r"ckpt\.npz.*'w\.npy' holds pickled Python objects"):
         restore_checkpoint(path, {"w": jnp.zeros(1)})
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Files that would exhaust memory, hide data or hang: refused before their data is read.
+
+
+def test_compressed_members_are_refused_before_any_is_read(tmp_path, members_read):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, {"w": jnp.arange(3.0)})
+    with zipfile.ZipFile(path) as archive:
+        metadata, weights = archive.read("metadata.json"), archive.read("w.npy")
+    # Still valid JSON, which inflates from a few kilobytes in the file to 4 MiB.
+    padded = metadata + b" " * (4 * 2**20)
+    write_members(path, [("metadata.json", padded, zipfile.ZIP_DEFLATED),
+                         ("w.npy", weights, zipfile.ZIP_STORED)])
+    assert path.stat().st_size < 64 * 2**10
+    members_read.clear()
+    for load in (read_metadata, lambda path: restore_checkpoint(path, {"w": jnp.zeros(3)})):
+        with pytest.raises(ValueError, match=r"ckpt\.npz.*'metadata\.json' is compressed \(zip method 8\)"):
+            load(path)
+    # An .npz NumPy compressed, a jaxnn checkpoint or not, is refused for the same reason.
+    write_members(path, [("metadata.json", metadata, zipfile.ZIP_STORED),
+                         ("w.npy", weights, zipfile.ZIP_DEFLATED)])
+    with pytest.raises(ValueError, match="member 'w.npy' is compressed"):
+        restore_checkpoint(path, {"w": jnp.zeros(3)})
+    assert members_read == []
+
+
+def test_metadata_over_the_limit_is_refused_unread_and_never_written(tmp_path, monkeypatch, members_read):
+    assert checkpoint.MAX_METADATA_BYTES == 64 * 2**20
+    monkeypatch.setattr(checkpoint, "MAX_METADATA_BYTES", 2**20)
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(ValueError, match=r"metadata\.json would be 10[0-9]{5} bytes, over the 1048576"):
+        save_checkpoint(path, {"w": jnp.zeros(3)}, {"note": "x" * 2**20})
+    assert list(tmp_path.iterdir()) == []
+
+    save_checkpoint(path, {"w": jnp.zeros(3)})
+    rewrite_entries(path, lambda name, data: data.ljust(2**20 + 1) if name == "metadata.json" else data)
+    members_read.clear()
+    for load in (read_metadata, lambda path: restore_checkpoint(path, {"w": jnp.zeros(3)})):
+        with pytest.raises(ValueError, match=r"ckpt\.npz.*metadata\.json is 1048577 bytes, over the 1048576"):
+            load(path)
+    assert members_read == []
+    # At the limit, the same metadata (valid JSON, padded with spaces) is read.
+    rewrite_entries(path, lambda name, data: data.rstrip().ljust(2**20) if name == "metadata.json" else data)
+    assert read_metadata(path)["jaxnn"]["leaves"] == [{"path": "w", "shape": [3], "dtype": "float32"}]
+
+
+def test_member_larger_than_its_table_entry_is_refused_before_it_is_read(tmp_path, members_read):
+    path = tmp_path / "ckpt.npz"
+    template = {"w": jnp.zeros(3), "b": jnp.zeros(2)}
+    save_checkpoint(path, {"w": jnp.arange(3.0), "b": jnp.ones(2)})
+    larger = npy_bytes(np.zeros(100_000, np.float32))
+    rewrite_entries(path, lambda name, data: larger if name == "w.npy" else data)
+    members_read.clear()
+    expected = (rf"ckpt\.npz is corrupt: entry 'w\.npy' is {len(larger)} bytes, but its metadata says it "
+                r"holds a \(3,\) float32 array: 12 bytes of data")
+    with pytest.raises(ValueError, match=expected):
+        restore_checkpoint(path, template)
+    assert members_read == ["metadata.json"]
+
+
+def test_member_header_or_length_not_matching_its_table_entry_is_refused(tmp_path, members_read):
+    path = tmp_path / "ckpt.npz"
+    template = {"w": jnp.zeros(3)}
+    save_checkpoint(path, {"w": jnp.arange(3.0)})
+    good = path.read_bytes()
+    data = np.arange(3.0, dtype=np.float32).tobytes()
+
+    # A header that claims a million floats, in a member of the table's size: refused from the
+    # header, before an array for a million floats is allocated.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6,)})
+    rewrite_entries(path, lambda name, old: header.getvalue() + data if name == "w.npy" else old)
+    with pytest.raises(ValueError, match=r"'w\.npy' holds \(1000000,\) float32, its metadata says \(3,\)"):
+        restore_checkpoint(path, template)
+
+    # Bytes after the data, which a reader that stops at the end of the data never looks at.
+    path.write_bytes(good)
+    rewrite_entries(path, lambda name, old: old + b"hidden" if name == "w.npy" else old)
+    header_size = len(npy_bytes(np.zeros(3, np.float32))) - 12
+    members_read.clear()
+    expected = rf"'w\.npy' is {header_size + 18} bytes, not the {header_size} of its \.npy header plus the 12"
+    with pytest.raises(ValueError, match=expected):
+        restore_checkpoint(path, template)
+    # The header was read, the data never.
+    assert members_read == ["metadata.json", "w.npy"]
+
+
+def test_duplicate_members_are_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, {"w": jnp.zeros(3)})
+    with zipfile.ZipFile(path) as archive:
+        members = [(name, archive.read(name), zipfile.ZIP_STORED) for name in archive.namelist()]
+    # A reader would see only the last of the two, here other weights.
+    write_members(path, members + [("w.npy", npy_bytes(np.ones(3, np.float32)), zipfile.ZIP_STORED)])
+    expected = r"ckpt\.npz is not a jaxnn checkpoint: it holds more than one member named 'w\.npy' \(2 times"
+    with pytest.raises(ValueError, match=expected):
+        restore_checkpoint(path, {"w": jnp.zeros(3)})
+
+    metadata = json.loads(members[0][1])
+    metadata["epoch"] = 2
+    write_members(path, members + [("metadata.json", json.dumps(metadata).encode(), zipfile.ZIP_STORED)])
+    with pytest.raises(ValueError, match="more than one member named 'metadata.json'"):
+        read_metadata(path)
+
+
+def test_directory_is_refused_with_the_file_to_pass(tmp_path):
+    for load in (read_metadata, lambda path: restore_checkpoint(path, {"w": jnp.zeros(3)})):
+        with pytest.raises(ValueError) as error:
+            load(tmp_path)
+        assert str(error.value) == (f"{tmp_path} is a directory; pass the checkpoint file inside it, "
+                                    f"e.g. {tmp_path / 'checkpoint.npz'}")
+        with pytest.raises(FileNotFoundError):
+            load(tmp_path / "absent.npz")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(signal, "SIGALRM"), reason="needs POSIX FIFOs")
+def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "ckpt.npz"
+    os.mkfifo(fifo)
+
+    def give_up(signum, frame):
+        raise TimeoutError("the FIFO was opened, and reading it waits for a writer")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(10)
+    try:
+        for load in (read_metadata, lambda path: restore_checkpoint(path, {"w": jnp.zeros(3)})):
+            with pytest.raises(ValueError, match=r"ckpt\.npz is a FIFO, not a checkpoint file"):
+                load(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_big_endian_members_restore_with_their_values_in_native_byte_order(tmp_path):
+    tree = {
+        "f32": jnp.asarray(np.array([0x7FC00001, 0x80000000, 0x3F800001], np.uint32).view(np.float32)),
+        "bf16": jnp.asarray(np.array([0x7FC1, 0x8001, 0x3F81], np.uint16).view(jnp.bfloat16)),
+        "key": jax.random.key(3),
+        "i64": np.arange(-2, 4, dtype=np.int64).reshape(2, 3),
+        "c64": np.array([1 + 2j, -0.5j], np.complex64),
+    }
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree)
+
+    def big_endian(name, data):
+        if name == "metadata.json":
+            return data
+        array = np.load(io.BytesIO(data))
+        return npy_bytes(array.astype(array.dtype.newbyteorder(">")))
+
+    rewrite_entries(path, big_endian)
+    with zipfile.ZipFile(path) as archive:
+        assert np.load(io.BytesIO(archive.read("f32.npy"))).dtype.str == ">f4"
+        assert np.load(io.BytesIO(archive.read("key.npy"))).dtype.str == ">u4"
+    restored, _ = restore_checkpoint(path, tree)
+    assert_bit_equal(tree, restored)
+    assert restored["i64"].dtype.isnative and restored["c64"].dtype.isnative
+    np.testing.assert_array_equal(jax.random.normal(restored["key"], (3,)),
+                                  jax.random.normal(tree["key"], (3,)))
+
+
+def test_a_save_removes_the_temporary_files_that_dead_saves_of_its_target_left(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+
+    # A save killed while writing leaves its temporary file: here the clean-up that a kill
+    # never reaches is taken away.
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np.lib.format, "write_array", interrupt)
+    monkeypatch.setattr(os, "unlink", lambda path: None)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"w": jnp.zeros(3)})
+    monkeypatch.undo()
+    [left] = [entry.name for entry in tmp_path.iterdir()]
+    assert re.fullmatch(r"\.ckpt\.npz\.[0-9a-f]{32}\.tmp", left)
+
+    hex_digits = uuid.uuid4().hex
+    stale = tmp_path / f".ckpt.npz.{hex_digits}.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    kept = [f".other.npz.{hex_digits}.tmp", f"ckpt.npz.{hex_digits}.tmp", f".ckpt.npz.{hex_digits}.tmp.keep",
+            ".ckpt.npz.notes.tmp", f".ckpt.npz.{hex_digits.upper()}.tmp", "notes.txt"]
+    for name in kept:
+        (tmp_path / name).write_text("not a temporary file of ckpt.npz")
+    # Named like one, but a folder.
+    folder = f".ckpt.npz.{uuid.uuid4().hex}.tmp"
+    (tmp_path / folder).mkdir()
+    kept.append(folder)
+
+    save_checkpoint(path, {"w": jnp.ones(3)})
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == sorted(kept + ["ckpt.npz"])
+    np.testing.assert_array_equal(restore_checkpoint(path, {"w": jnp.zeros(3)})[0]["w"], np.ones(3))
