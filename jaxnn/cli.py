@@ -3,20 +3,26 @@
     jaxnn train                                  # an MLP on scikit-learn's digits, >= 97% test accuracy
     jaxnn train --dataset mnist1d --model cnn --epochs 30 --out runs/m1d-cnn
     jaxnn train --out runs/m1d-cnn --epochs 50 --resume
-    jaxnn evaluate runs/m1d-cnn
+    jaxnn evaluate runs/m1d-cnn                  # or runs/m1d-cnn/checkpoint.npz
     jaxnn summary --model cnn --dataset digits
     jaxnn train --devices all                    # data parallel over every device
     jaxnn launch --processes 2 --devices-per-process 2 -- jaxnn train --devices all
 
 A run folder holds ``checkpoint.npz`` (the whole train state, pickle-free), ``config.json``,
 ``history.json``, ``metrics.json`` (final ``test_accuracy`` and ``test_loss``) and PNG plots.
+Ctrl-C stops training with the last checkpoint kept, prints the command that resumes the run,
+and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +41,7 @@ from jaxnn.train import (
     History,
     LearningRateLogger,
     NonFiniteLossError,
+    ProgressBar,
     create_train_state,
     evaluate,
     fit,
@@ -50,8 +57,13 @@ OPTIMIZERS = {
     "adamw": lambda lr: optim.adamw(lr, weight_decay=1e-4),
 }
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3}
-# Settings that define a run; --resume takes them from the run folder.
+# Settings that define a run; --resume takes them from the run folder. Their flags default to
+# None, so that --resume can tell the flags given from the ones left out; a new run fills in
+# these defaults (and --lr's from DEFAULT_LR).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "optimizer", "lr", "seed", "val_fraction")
+DEFAULTS = {"dataset": "digits", "model": "mlp", "batch_size": 64, "optimizer": "adam", "seed": 0,
+            "val_fraction": 0.1}
+MAX_SEED = 2**63 - 1  # jax.random.key takes a signed 64-bit seed
 CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.npz", "config.json", "history.json", "metrics.json"
 
 
@@ -128,7 +140,21 @@ def training_mesh(devices: str | None):
 
 def run_folder(args: argparse.Namespace) -> str:
     """``--out``, or ``runs/DATASET-MODEL``."""
-    return args.out or os.path.join("runs", f"{args.dataset.replace(':', '-').replace(os.sep, '_')}-{args.model}")
+    dataset, model = args.dataset or DEFAULTS["dataset"], args.model or DEFAULTS["model"]
+    return args.out or os.path.join("runs", f"{dataset.replace(':', '-').replace(os.sep, '_')}-{model}")
+
+
+def check_out(out: str) -> None:
+    """Refuses an ``--out`` that is a file, lies under a file, or cannot be written, before any
+    training: otherwise the first epoch's checkpoint would fail."""
+    path = os.path.abspath(out)
+    while not os.path.lexists(path):  # the nearest part of the path that exists
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        where = "is a file" if path == os.path.abspath(out) else f"lies under the file {path}"
+        raise CommandError(f"--out {out} {where}; the run folder must be a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CommandError(f"--out {out}: cannot write in the folder {path} (permission denied)")
 
 
 def saved_settings(checkpoint_path: str) -> tuple[dict[str, Any], dict]:
@@ -141,24 +167,51 @@ def saved_settings(checkpoint_path: str) -> tuple[dict[str, Any], dict]:
     return config, metadata
 
 
+def flag(name: str) -> str:
+    """The flag of a setting: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
 def run_settings(args: argparse.Namespace, out: str) -> dict[str, Any]:
     """The settings of the run in ``out``: the command line's for a new run, the checkpoint's with
-    ``--resume``. Refuses to start a new run where one exists, and counts below 1."""
+    ``--resume``. Refuses to start a new run where one exists, a resumed run whose flags differ
+    from its saved settings, and values out of range."""
+    check_out(out)
     checkpoint_path = os.path.join(out, CHECKPOINT)
     if args.resume:
         if not os.path.exists(checkpoint_path):
             raise CommandError(f"--resume: no checkpoint at {checkpoint_path}; train without --resume first")
         config, _ = saved_settings(checkpoint_path)
+        conflicts = [f"{flag(name)} {getattr(args, name)} (saved: {config[name]})" for name in RUN_SETTINGS
+                     if getattr(args, name) is not None and getattr(args, name) != config[name]]
+        if conflicts:
+            raise CommandError(f"--resume continues {out} with its saved settings, and these flags differ: "
+                               f"{', '.join(conflicts)}; leave them out, or start a new run in another --out")
     elif os.path.exists(checkpoint_path):
         raise CommandError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     else:
-        config = {name: getattr(args, name) for name in RUN_SETTINGS}
+        config = {name: DEFAULTS.get(name) if getattr(args, name) is None else getattr(args, name)
+                  for name in RUN_SETTINGS}
         if config["lr"] is None:
             config["lr"] = DEFAULT_LR[config["optimizer"]]
-    for name in ("epochs", "batch_size", "steps_per_call"):
+        check_settings(config)
+    for name in ("epochs", "steps_per_call"):
         if getattr(args, name) < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise CommandError(f"{flag(name)} must be at least 1, got {getattr(args, name)}")
     return config
+
+
+def check_settings(config: dict[str, Any]) -> None:
+    """Refuses the settings of a new run that are out of range (the counts, the learning rate,
+    the validation fraction, the seed), so that nothing fails once training has started."""
+    if config["batch_size"] < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {config['batch_size']}")
+    if not (math.isfinite(config["lr"]) and config["lr"] > 0):
+        raise CommandError(f"--lr must be a positive finite number, got {config['lr']}")
+    if not 0 <= config["val_fraction"] < 1:  # NaN included
+        raise CommandError(f"--val-fraction must be at least 0 and below 1, got {config['val_fraction']}")
+    if not 0 <= config["seed"] <= MAX_SEED:
+        raise CommandError(f"--seed must be from 0 to 2**63 - 1, got {config['seed']}")
 
 
 def restore_run(out: str, template) -> tuple[Any, History, int]:
@@ -174,6 +227,89 @@ def restore_run(out: str, template) -> tuple[Any, History, int]:
         history = History.load(os.path.join(out, HISTORY))
         history.truncate(epochs_done)
     return train_state, history, epochs_done
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C.
+
+
+class CtrlC(Callback):
+    """While a command runs: the first Ctrl-C (SIGINT) raises KeyboardInterrupt, as Python's
+    default handler does, and ``main`` turns it into one line and exit status 130; a second one
+    ends the process at once.
+
+    Raised while Python runs a garbage-collector callback or a finalizer (JAX has some), the
+    KeyboardInterrupt is dropped with an "Exception ignored" traceback and training would go on:
+    as a callback of ``fit``, this raises it again at the next call of the training steps, and
+    the dropped one goes unprinted. A SIGINT that the parent process ignores stays ignored (a
+    job in the background).
+    """
+
+    def __init__(self):
+        self.received = False
+        self.installed = False
+        self.saved_handler = self.saved_hook = None
+
+    def __enter__(self):
+        self.received = False
+        self.installed = (threading.current_thread() is threading.main_thread()
+                          and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+        if self.installed:
+            self.saved_handler = signal.signal(signal.SIGINT, self._interrupt)
+            self.saved_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exception):
+        if self.installed:
+            signal.signal(signal.SIGINT, self.saved_handler)
+            sys.unraisablehook = self.saved_hook
+            self.installed = False
+
+    def _interrupt(self, signum, frame):
+        if self.received:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        self.received = True
+        raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable):
+        if not (self.received and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            self.saved_hook(unraisable)
+
+    def _raise_if_dropped(self):
+        if self.received:
+            raise KeyboardInterrupt
+
+    def on_train_begin(self, train_state):
+        self._raise_if_dropped()
+
+    def on_epoch_begin(self, epoch):
+        self._raise_if_dropped()
+
+    def on_steps_end(self, examples, totals):
+        self._raise_if_dropped()
+
+
+CTRL_C = CtrlC()
+
+
+def interrupted(args: argparse.Namespace) -> int:
+    """After Ctrl-C: one line on stderr (for ``train``, the command that resumes the run); 130."""
+    if args.command != "train":
+        print(f"jaxnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if jax.distributed.is_initialized() and not parallel.is_main_process():
+        return 130  # process 0 prints for all
+    out = run_folder(args)
+    try:
+        epoch = read_metadata(os.path.join(out, CHECKPOINT))["epoch"]
+    except (OSError, ValueError, KeyError):
+        print(f"jaxnn train: interrupted before the first checkpoint; nothing to resume in {out}",
+              file=sys.stderr)
+        return 130
+    print(f"jaxnn train: interrupted; {out} keeps the checkpoint of epoch {epoch}; resume with: "
+          f"jaxnn train --out {shlex.quote(out)} --resume --epochs {args.epochs}", file=sys.stderr)
+    return 130
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,16 +345,20 @@ def fit_run(args: argparse.Namespace, out: str, config: dict[str, Any], model, o
               file=sys.stderr)
     # The history is written before the checkpoint: after a crash between the two it is at most
     # one epoch ahead, and --resume truncates it to the checkpoint's epoch.
-    callbacks = [LearningRateLogger(config["lr"]),
+    callbacks = [CTRL_C, LearningRateLogger(config["lr"]),
                  _SaveHistory(history, os.path.join(out, HISTORY)),
                  Checkpoint(os.path.join(out, CHECKPOINT),
                             metadata={"config": config, "description": str(model.name)})]
+    if not args.quiet:
+        # Last, to show what the others add (lr). Without a terminal (a log file, a pipe) the
+        # bar is left out and each epoch is one line; --no-progress leaves it out everywhere.
+        callbacks.append(ProgressBar(args.epochs, len(train_data[0]),
+                                     bar=False if args.no_progress else None))
     started = time.perf_counter()
     try:
         train_state, history = fit(model, optimizer, train_state, train_data, epochs=args.epochs,
                                    batch_size=config["batch_size"], validation_data=validation_data,
-                                   steps_per_call=args.steps_per_call, callbacks=callbacks,
-                                   progress=not args.no_progress and not args.quiet,
+                                   steps_per_call=args.steps_per_call, callbacks=callbacks, progress=False,
                                    initial_epoch=epochs_done, history=history, mesh=mesh)
     except NonFiniteLossError as error:
         raise CommandError(f"{error} The run folder {out} keeps the last good checkpoint.") from None
@@ -301,7 +441,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
-    checkpoint_path = os.path.join(args.run_dir, CHECKPOINT)
+    checkpoint_path = args.run_dir if os.path.isfile(args.run_dir) else os.path.join(args.run_dir, CHECKPOINT)
     if not os.path.exists(checkpoint_path):
         raise CommandError(f"no checkpoint at {checkpoint_path}; is {args.run_dir} a run folder of `jaxnn train`?")
     config, metadata = saved_settings(checkpoint_path)
@@ -328,29 +468,35 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train_parser = commands.add_parser("train", help="train a model; writes a run folder")
-    train_parser.add_argument("--dataset", default="digits", metavar="{" + ",".join(DATASET_CHOICES) + "}",
+    # The run's settings default to None (see RUN_SETTINGS); their help gives the real defaults.
+    train_parser.add_argument("--dataset", metavar="{" + ",".join(DATASET_CHOICES) + "}",
                               help="dataset (default: digits, scikit-learn's bundled 8x8 digits)")
-    train_parser.add_argument("--model", default="mlp", choices=sorted(MODELS), help="network (default: mlp)")
+    train_parser.add_argument("--model", choices=sorted(MODELS), help="network (default: mlp)")
     train_parser.add_argument("--epochs", type=int, default=30, help="train until this epoch (default: 30)")
-    train_parser.add_argument("--batch-size", type=int, default=64, help="examples per step (default: 64)")
-    train_parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="default: adam")
-    train_parser.add_argument("--lr", type=float, default=None,
+    train_parser.add_argument("--batch-size", type=int, help="examples per step (default: 64)")
+    train_parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default: adam")
+    train_parser.add_argument("--lr", type=float,
                               help="learning rate (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items()) + ")")
-    train_parser.add_argument("--seed", type=int, default=0, help="initialization, shuffling and split seed")
-    train_parser.add_argument("--val-fraction", type=float, default=0.1,
+    train_parser.add_argument("--seed", type=int,
+                              help="initialization, shuffling and split seed, 0 to 2**63 - 1 (default: 0)")
+    train_parser.add_argument("--val-fraction", type=float,
                               help="part of the training set held out for validation (default: 0.1)")
     train_parser.add_argument("--steps-per-call", type=int, default=1,
                               help="optimizer steps per compiled call, in one lax.scan (default: 1)")
     train_parser.add_argument("--out", default=None, help="run folder (default: runs/DATASET-MODEL)")
-    train_parser.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
-    train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train_parser.add_argument("--quiet", action="store_true", help="print nothing")
+    train_parser.add_argument("--resume", action="store_true",
+                              help="continue the run in --out up to --epochs, with its saved settings")
+    train_parser.add_argument("--no-progress", action="store_true",
+                              help="no progress bar, only a line per epoch (there is no bar either "
+                                   "when stderr is not a terminal)")
+    train_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     train_parser.add_argument("--devices", default=None, metavar="all|N",
                               help="train data parallel on every device (all) or the first N; under "
                                    "`jaxnn launch`, on the devices of every process (default: one device)")
 
     evaluate_parser = commands.add_parser("evaluate", help="reload a run folder and report test metrics")
-    evaluate_parser.add_argument("run_dir", help="a folder written by `jaxnn train`")
+    evaluate_parser.add_argument("run_dir", metavar="RUN",
+                                 help="a folder written by `jaxnn train`, or its checkpoint.npz")
 
     launch_parser = commands.add_parser(
         "launch", help="run a command in N local processes joined by jax.distributed, as torchrun does",
@@ -372,16 +518,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxnn`` console script; returns the exit status."""
+    """Entry point of the ``jaxnn`` console script; returns the exit status.
+
+    Called without ``argv`` (the console script, ``python -m jaxnn.cli``), the command owns the
+    process, and after Ctrl-C ends it at once with status 130: XLA may still be compiling on its
+    own threads, and the interpreter's shutdown would free the runtime under them (a
+    segmentation fault).
+    """
     args = build_parser().parse_args(argv)
     if args.command == "launch":
         return launch_command(args)
     command = {"train": train, "evaluate": evaluate_run, "summary": summary}[args.command]
-    try:
-        command(args)
-    except (CommandError, ValueError, TypeError, ImportError, FileNotFoundError) as error:
-        print(f"jaxnn {args.command}: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, CommandError) else 1
+    with CTRL_C:
+        try:
+            command(args)
+        except KeyboardInterrupt:
+            status = interrupted(args)
+            if argv is None:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+            return status
+        except (CommandError, ValueError, TypeError, ImportError, FileNotFoundError) as error:
+            print(f"jaxnn {args.command}: error: {error}", file=sys.stderr)
+            return 2 if isinstance(error, CommandError) else 1
     return 0
 
 

@@ -1,16 +1,20 @@
 """Tests for the ``jaxnn`` command: run folders written by ``train``, ``--resume``, ``evaluate``,
-``summary``, and one-line errors for mistakes on the command line.
+``summary``, what ``train`` prints, Ctrl-C, and one-line errors for mistakes on the command line.
 
-Commands run in-process through ``jaxnn.cli.main`` (a subprocess would import JAX again); one
-test runs the installed console script.
+Commands run in-process through ``jaxnn.cli.main`` (a subprocess would import JAX again); the
+tests of Ctrl-C and of the installed console script run a subprocess.
 """
 
+import io
 import json
 import math
 import os
+import re
+import signal
 import shutil
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -168,6 +172,24 @@ def test_evaluate_reproduces_the_test_metrics(digits_run, capsys):
     assert f"epoch 3, step {3 * STEPS_PER_EPOCH}" in printed
 
 
+def test_evaluate_takes_the_checkpoint_file_as_well_as_the_folder(digits_run, capsys):
+    out, _ = digits_run
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    from_folder = capsys.readouterr().out
+    assert main(["evaluate", str(out / "checkpoint.npz")]) == 0
+    assert capsys.readouterr().out == from_folder
+
+
+def test_json_files_have_the_permissions_of_the_other_files(digits_run):
+    out, _ = digits_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in os.listdir(out):
+        # 0o644 under the usual umask 022.
+        assert os.stat(out / name).st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_resume_gives_the_same_run_as_training_without_a_break(digits_run, tmp_path):
     resumed = copy_of(digits_run[0], tmp_path, "resumed")
     fresh = tmp_path / "fresh"
@@ -209,6 +231,41 @@ def test_resume_after_a_crash_between_checkpoint_and_history(digits_run, tmp_pat
     assert reproducible(read_json(out / "history.json")) == reproducible(uninterrupted)
 
 
+def test_resume_refuses_flags_that_differ_from_the_saved_settings(digits_run, capsys):
+    out, _ = digits_run
+    before = snapshot(out)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--dataset", "moons",
+                 "--model", "cnn", "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.01", "--seed", "1",
+                 "--val-fraction", "0.2"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"jaxnn train: error: --resume continues {out} with its saved settings")
+    assert error.count("\n") == 1
+    for given in ("--dataset moons (saved: digits)", "--model cnn (saved: mlp)",
+                  "--batch-size 32 (saved: 64)", "--optimizer sgd (saved: adam)", "--lr 0.01 (saved: 0.001)",
+                  "--seed 1 (saved: 0)", "--val-fraction 0.2 (saved: 0.1)"):
+        assert given in error
+    assert snapshot(out) == before
+
+
+def test_resume_takes_flags_equal_to_the_saved_settings_and_new_counts(digits_run, tmp_path):
+    out = copy_of(digits_run[0], tmp_path)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--steps-per-call", "4", "--quiet",
+                 "--dataset", "digits", "--model", "mlp", "--batch-size", "64", "--optimizer", "adam",
+                 "--lr", "1e-3", "--seed", "0", "--val-fraction", "0.1"]) == 0
+    assert read_metadata(out / "checkpoint.npz")["epoch"] == 4
+    assert read_json(out / "config.json")["epochs"] == 4
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    for default in ("(default: digits", "network (default: mlp)", "examples per step (default: 64)",
+                    "default: adam", "adam 0.001", "(default: 0)", "(default: 0.1)", "(default: 30)"):
+        assert default in shown
+
+
 def test_steps_per_call_gives_the_same_history_and_quiet_prints_nothing(digits_run, tmp_path, capsys):
     out = tmp_path / "scanned"
     capsys.readouterr()
@@ -222,6 +279,89 @@ def test_steps_per_call_gives_the_same_history_and_quiet_prints_nothing(digits_r
     for name in reproducible(single):
         np.testing.assert_allclose(scanned[name], single[name], rtol=1e-6, atol=1e-7, err_msg=name)
     assert read_json(out / "metrics.json")["steps"] == 3 * STEPS_PER_EPOCH
+
+
+def test_quiet_prints_errors(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--quiet", "--lr", "-1"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == "jaxnn train: error: --lr must be a positive finite number, got -1.0\n"
+
+
+# --------------------------------------------------------------------------------------------
+# What train prints, and Ctrl-C.
+
+
+def epoch_lines(text):
+    """The lines of the epochs' metrics ("epoch 2/30  loss ..."; the bar's is "epoch 2/30: 40%|...")."""
+    return [line for line in text.splitlines() if re.match(r"epoch \d+/\d+  ", line)]
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-progress"]])
+def test_without_a_terminal_each_epoch_is_one_line_and_there_is_no_bar(flags, tmp_path, capsys):
+    # capsys's stderr is no terminal, as a log file or a pipe.
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "2", *flags]) == 0
+    printed = capsys.readouterr()
+    assert "%|" not in printed.err and "\r" not in printed.err
+    lines = printed.err.splitlines()
+    assert lines[0].startswith("training mlp on digits")
+    assert lines[1:] == epoch_lines(printed.err)
+    assert [line.split("  ")[0] for line in lines[1:]] == ["epoch 1/2", "epoch 2/2"]
+    for line in lines[1:]:
+        # epoch i/N, the loss and metrics, the validation ones, then the seconds.
+        assert line.index(" loss ") < line.index(" accuracy ") < line.index(" val_loss ") < line.index(" s ")
+        assert " val_accuracy " in line and " lr 0.0010 " in line
+    assert printed.out.startswith("test accuracy ")
+
+
+class Terminal(io.StringIO):
+    """Stands for stderr on a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_train_draws_the_bar_and_a_line_per_epoch(tmp_path, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "2"]) == 0
+    shown = terminal.getvalue()
+    assert "epoch 1/2:   0%|" in shown
+    assert [line.split("  ")[0] for line in epoch_lines(shown)] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_prints_the_command_that_resumes(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(jaxnn.__file__))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxnn.cli", "train", "--out", "run", "--epochs", "1000", "--quiet"],
+        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "run" / "checkpoint.npz"
+    try:
+        deadline = time.monotonic() + 600  # the first epoch compiles; shared machines are slow
+        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not checkpoint.exists():
+            process.kill()
+            pytest.fail(f"no checkpoint; the command printed: {process.communicate()[1]}")
+        process.send_signal(signal.SIGINT)
+        out, error = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, error
+    assert out == "" and "Traceback" not in error
+    assert error.count("\n") == 1  # one line
+    assert error.startswith("jaxnn train: interrupted; run keeps the checkpoint of epoch ")
+    assert error.rstrip().endswith("resume with: jaxnn train --out run --resume --epochs 1000")
+    epoch = read_metadata(checkpoint)["epoch"]
+    assert f"epoch {epoch};" in error
+    assert not [name for name in os.listdir(tmp_path / "run") if name.endswith(".tmp")]
+    # The command it prints resumes the run (here for one more epoch).
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", str(epoch + 1),
+                 "--quiet"]) == 0
+    assert read_metadata(checkpoint)["epoch"] == epoch + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,6 +393,14 @@ def test_resume_without_a_checkpoint(tmp_path, capsys):
     (["--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
     (["--batch-size", "-3"], 2, "--batch-size must be at least 1, got -3"),
     (["--steps-per-call", "0"], 2, "--steps-per-call must be at least 1, got 0"),
+    (["--seed", str(2**70)], 2, f"--seed must be from 0 to 2**63 - 1, got {2**70}"),
+    (["--seed", "-1"], 2, "--seed must be from 0 to 2**63 - 1, got -1"),
+    (["--lr", "inf"], 2, "--lr must be a positive finite number, got inf"),
+    (["--lr", "nan"], 2, "--lr must be a positive finite number, got nan"),
+    (["--lr", "-1"], 2, "--lr must be a positive finite number, got -1.0"),
+    (["--lr", "0"], 2, "--lr must be a positive finite number, got 0.0"),
+    (["--val-fraction", "1.5"], 2, "--val-fraction must be at least 0 and below 1, got 1.5"),
+    (["--val-fraction", "-0.1"], 2, "--val-fraction must be at least 0 and below 1, got -0.1"),
 ])
 def test_bad_train_arguments_are_one_line_errors(arguments, status, message, tmp_path, capsys):
     out = tmp_path / "run"
@@ -262,6 +410,37 @@ def test_bad_train_arguments_are_one_line_errors(arguments, status, message, tmp
     assert message in error
     assert error.count("\n") == 1  # one line, no traceback
     assert not out.exists()
+
+
+@pytest.mark.parametrize("out, message", [
+    ("file", "--out {tmp}/file is a file; the run folder must be a folder"),
+    ("file/run", "--out {tmp}/file/run lies under the file {tmp}/file; the run folder must be a folder"),
+])
+def test_out_that_is_a_file_or_under_one_is_a_one_line_error(out, message, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    for resume in ([], ["--resume"]):
+        assert main(["train", "--out", str(tmp_path / out), "--no-progress", *resume]) == 2
+        assert capsys.readouterr().err == f"jaxnn train: error: {message.format(tmp=tmp_path)}\n"
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("out", ["", "run"])
+def test_out_in_a_read_only_folder_is_refused_before_training(out, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        # Root writes in read-only folders: answer as the system answers anyone else.
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **options:
+                            access(path, mode, **options) and not (mode & os.W_OK and path == str(folder)))
+    try:
+        assert main(["train", "--out", str(folder / out), "--no-progress"]) == 2
+        assert capsys.readouterr().err == (f"jaxnn train: error: --out {folder / out}: cannot write in the "
+                                           f"folder {folder} (permission denied)\n")
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o755)
 
 
 def test_evaluate_a_folder_without_a_run(tmp_path, capsys):

@@ -205,7 +205,8 @@ class LearningRateLogger(Callback):
 
 class ProgressBar(Callback):
     """A tqdm bar per epoch on stderr (examples done, running loss and metrics, examples per
-    second), then one line per epoch with the epoch's metrics; without tqdm, the lines alone.
+    second), then one line per epoch with the epoch's metrics and seconds; without tqdm, or where
+    a bar cannot redraw itself, the lines alone.
 
     ``fit(..., progress=True)`` adds one after the other callbacks, so each line also shows what
     they added to the epoch's metrics (``lr``). The running metrics are sums on the device, and
@@ -216,18 +217,28 @@ class ProgressBar(Callback):
       epochs: the epoch training stops after, shown as ``epoch 3/30``.
       examples_per_epoch: training examples in an epoch, the length of the bar.
       log_every_seconds: the least time between two reads of the running metrics.
+      bar: draw the bar: ``None`` (the default) where it redraws itself in place, on a terminal
+        or as a notebook widget, and not when stderr goes to a file or a pipe, where every redraw
+        would stay behind (as Keras' ``verbose=2``); ``False`` for the lines alone.
     """
 
-    def __init__(self, epochs: int, examples_per_epoch: int, log_every_seconds: float = 0.5):
+    def __init__(self, epochs: int, examples_per_epoch: int, log_every_seconds: float = 0.5,
+                 bar: bool | None = None):
         where = "ProgressBar"
         self.epochs = check_int(epochs, "epochs", where, low=0)
         self.examples_per_epoch = check_positive_int(examples_per_epoch, "examples_per_epoch", where)
         self.log_every_seconds = check_real(log_every_seconds, "log_every_seconds", where, low=0.0)
+        if bar is not None:
+            bar = check_bool(bar, "bar", where)
         try:
+            from tqdm import autonotebook, std
             from tqdm.auto import tqdm
         except ImportError:
             tqdm = None
-        self.tqdm = tqdm
+        if tqdm is not None and bar is None:
+            # tqdm.auto draws a widget in a notebook, where stderr is no terminal.
+            bar = autonotebook.tqdm is not std.tqdm or self._is_terminal(sys.stderr)
+        self.tqdm = tqdm if bar else None
         self.bar = None
 
     def on_epoch_begin(self, epoch):
@@ -246,16 +257,24 @@ class ProgressBar(Callback):
         if examples == self.examples_per_epoch or now - self.last_read >= self.log_every_seconds:
             means = averages(totals)
             now = time.perf_counter()
-            self.bar.update(examples - self.shown)
+            # The postfix first: the update redraws the bar, with it.
             self.bar.set_postfix({**{name: f"{value:.4f}" for name, value in means.items()},
                                   "ex/s": f"{examples / (now - self.started):,.0f}"}, refresh=False)
+            self.bar.update(examples - self.shown)
             self.shown, self.last_read = examples, now
 
     def on_epoch_end(self, epoch, logs, train_state):
         self._close_bar()
-        shown = "  ".join(f"{name} {value:.4f}" if name != "samples_per_second" else f"{value:,.0f} ex/s"
-                          for name, value in logs.items() if name != "epoch_seconds")
-        line = f"epoch {epoch + 1}/{self.epochs}  {shown}"
+        timing = ("epoch_seconds", "samples_per_second")
+        # The loss first, then the other metrics; validation ones after the training ones.
+        names = sorted((name for name in logs if name not in timing),
+                       key=lambda name: (name.startswith("val_"), name.removeprefix("val_") != "loss"))
+        shown = [f"{name} {logs[name]:.4f}" for name in names]
+        if "epoch_seconds" in logs:
+            shown.append(f"{logs['epoch_seconds']:.2f} s")
+        if "samples_per_second" in logs:
+            shown.append(f"{logs['samples_per_second']:,.0f} ex/s")
+        line = "  ".join([f"epoch {epoch + 1}/{self.epochs}", *shown])
         (self.tqdm.write if self.tqdm is not None else print)(line, file=sys.stderr)
 
     def on_train_error(self, error):
@@ -265,3 +284,11 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    @staticmethod
+    def _is_terminal(stream) -> bool:
+        try:
+            return stream is not None and stream.isatty()
+        except (AttributeError, ValueError):  # no isatty, or a closed stream
+            return False
+

@@ -1,8 +1,10 @@
-"""Tests for ``jaxnn.train.callbacks``: early stopping, checkpoints and learning-rate logging,
-on made-up sequences of epoch metrics and inside real ``fit`` runs.
+"""Tests for ``jaxnn.train.callbacks``: early stopping, checkpoints, learning-rate logging and
+the progress bar, on made-up sequences of epoch metrics and inside real ``fit`` runs.
 """
 
+import io
 import re
+import sys
 from collections.abc import Mapping
 
 import jax
@@ -321,7 +323,7 @@ def test_progress_bar_reads_the_metrics_once_per_interval_and_at_the_end_of_the_
     monkeypatch.setattr("time.perf_counter", lambda: now[0])
     totals = CountedReads(loss=np.float32(6.0), accuracy=np.float32(3.0), count=np.int32(6),
                           first_bad_step=np.int32(2**31 - 1))
-    bar = ProgressBar(epochs=1, examples_per_epoch=10, log_every_seconds=1.0)
+    bar = ProgressBar(epochs=1, examples_per_epoch=10, log_every_seconds=1.0, bar=True)
     bar.on_epoch_begin(0)
     reads = []
     for examples, seconds in [(2, 0.4), (4, 0.8), (6, 1.2), (8, 1.6), (10, 1.7)]:
@@ -334,9 +336,56 @@ def test_progress_bar_reads_the_metrics_once_per_interval_and_at_the_end_of_the_
     assert bar.bar is None
 
 
+class Terminal(io.StringIO):
+    """Stands for stderr on a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def fit_with_progress(epochs, **progress_bar):
+    train_state = create_train_state(MODEL, ADAM, jax.random.key(0), (4,))
+    callbacks = [ProgressBar(epochs, len(TRAIN[0]), **progress_bar)] if progress_bar else []
+    fit(MODEL, ADAM, train_state, TRAIN, epochs=epochs, batch_size=16, validation_data=TRAIN,
+        callbacks=callbacks, progress=not progress_bar)
+
+
+def test_progress_without_a_terminal_is_one_line_per_epoch_and_no_bar(capsys):
+    pytest.importorskip("tqdm")
+    fit_with_progress(2)  # capsys's stderr is no terminal, as a log file or a pipe
+    printed = capsys.readouterr().err
+    assert "%|" not in printed and "\r" not in printed
+    lines = printed.splitlines()
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    for line in lines:
+        # The loss first, then the metrics, the validation ones, the seconds and the speed.
+        assert re.fullmatch(r"epoch \d/2  loss \S+  accuracy \S+  val_loss \S+  val_accuracy \S+  "
+                            r"\d+\.\d\d s  [\d,]+ ex/s", line), line
+
+
+def test_progress_on_a_terminal_draws_a_bar_and_a_line_per_epoch(monkeypatch):
+    pytest.importorskip("tqdm")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fit_with_progress(2)
+    shown = terminal.getvalue()
+    assert "epoch 1/2:   0%|" in shown and "epoch 2/2:   0%|" in shown
+    lines = [line for line in shown.splitlines() if line.startswith("epoch ") and "%|" not in line]
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_progress_bar_false_leaves_the_bar_out_even_on_a_terminal(monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fit_with_progress(1, bar=False)
+    shown = terminal.getvalue()
+    assert shown.count("\n") == 1 and shown.startswith("epoch 1/1  loss ")
+    assert "%|" not in shown and "\r" not in shown
+
+
 @pytest.mark.parametrize("arguments, error", [
     ({"epochs": 1.0}, TypeError), ({"examples_per_epoch": 0}, ValueError),
-    ({"log_every_seconds": "1"}, TypeError),
+    ({"log_every_seconds": "1"}, TypeError), ({"bar": "yes"}, TypeError),
 ])
 def test_progress_bar_bad_arguments(arguments, error):
     with pytest.raises(error, match=f"ProgressBar: `{next(iter(arguments))}`"):
