@@ -3,7 +3,8 @@
 Formulas are PyTorch's (``MSELoss``, ``L1Loss``, ``BCEWithLogitsLoss``, ``CrossEntropyLoss``), the
 argument order is ``(predictions_or_logits, targets, *, reduction="mean", ...)``. Losses compute in
 at least float32, and bad input raises a ``ValueError``/``TypeError`` naming the function and the
-argument before XLA sees it.
+argument before XLA sees it. ``reduction="mean"`` over zero examples is a ``ValueError`` (the mean
+of nothing is 0 / 0, a NaN); ``"sum"`` of nothing is 0, and ``"none"`` gives an empty array.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._checks import check_real
-from jaxnn._targets import as_array, check_class_targets, check_floating, check_logits
+from jaxnn._targets import (
+    as_array,
+    check_class_targets,
+    check_examples,
+    check_floating,
+    check_logits,
+    check_probabilities,
+)
 from jaxnn.core import compute_dtype, first_out_of_range
 from jaxnn.layers.activations import log_softmax
 
@@ -76,6 +84,8 @@ def _regression_inputs(function: str, predictions: Any, targets: Any, reduction:
     _check_numeric_dtype(function, "predictions", predictions)
     _check_numeric_dtype(function, "targets", targets)
     _check_same_shape(function, "predictions", predictions, "targets", targets)
+    check_examples(function, predictions.size, f"predictions shape {tuple(predictions.shape)}",
+                   reduction=reduction)
     dtype = _float_dtype(predictions.dtype, targets.dtype)
     return predictions.astype(dtype), targets.astype(dtype)
 
@@ -85,8 +95,9 @@ def mse(predictions: Any, targets: Any, *, reduction: str = "mean") -> jax.Array
 
     .. math:: \ell_i = (p_i - t_i)^2
 
-    reduced over all elements: ``"mean"`` gives :math:`\frac{1}{N}\sum_i \ell_i`, ``"sum"`` gives
-    :math:`\sum_i \ell_i`, ``"none"`` the elementwise array.
+    reduced over all elements: ``"mean"`` gives :math:`\frac{1}{N}\sum_i \ell_i` (a ``ValueError``
+    for :math:`N = 0`), ``"sum"`` gives :math:`\sum_i \ell_i` (0 for :math:`N = 0`), ``"none"`` the
+    elementwise array.
 
     Args:
       predictions: array of any shape.
@@ -168,6 +179,7 @@ def binary_cross_entropy(logits: Any, targets: Any, *, reduction: str = "mean") 
             or targets.dtype == jnp.bool_):
         raise TypeError(f"{function}: targets must be probabilities in [0, 1], got dtype {targets.dtype}")
     _check_same_shape(function, "logits", logits, "targets", targets)
+    check_examples(function, logits.size, f"logits shape {tuple(logits.shape)}", reduction=reduction)
     found = first_out_of_range(targets, 0, 1, closed=True)
     if found is not None:
         index, value = found
@@ -203,8 +215,8 @@ def cross_entropy(
 
     .. math:: \ell_\varepsilon = (1 - \varepsilon)\,\ell - \frac{\varepsilon}{C}\sum_c \log \operatorname{softmax}(x)_c .
 
-    ``"mean"`` averages :math:`\ell` over the examples (not over classes), ``"sum"`` adds them,
-    ``"none"`` returns them. The log-softmax subtracts the per-example max first, so logits of any
+    ``"mean"`` averages :math:`\ell` over the examples (not over classes; a ``ValueError`` when
+    there are none), ``"sum"`` adds them (0 when there are none), ``"none"`` returns them. The log-softmax subtracts the per-example max first, so logits of any
     finite size (±1e4 in float32) give exact, finite losses and gradients.
 
     Args:
@@ -212,7 +224,11 @@ def cross_entropy(
       labels: integer class ids of shape ``(*batch,)``, or floating-point one-hot/probability
         targets of shape ``(*batch, classes)``. On concrete arrays a class id outside
         ``[0, classes)`` raises a ``ValueError`` naming it; under ``jit``/``vmap`` (tracers) the
-        check is skipped and such an example's loss is NaN.
+        check is skipped and such an example's loss is NaN. Probability targets must be
+        non-negative and sum to 1 over the classes, within the square root of their dtype's
+        epsilon (3.5e-4 for float32): on concrete arrays the first example that does not raises a
+        ``ValueError`` naming it and its negative entry or its sum; under ``jit``/``vmap`` nothing
+        is checked and the loss is the formula above for the targets as given.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
       label_smoothing: :math:`\varepsilon`, a Python float in ``[0, 1]``.
 
@@ -231,6 +247,10 @@ def cross_entropy(
     labels = as_array(function, "labels", labels)
     check_logits(function, logits)
     integer_labels = check_class_targets(function, logits, labels)
+    if not integer_labels:
+        check_probabilities(function, labels)
+    check_examples(function, logits.size // logits.shape[-1], f"logits shape {tuple(logits.shape)}",
+                   reduction=reduction)
 
     dtype = _float_dtype(logits.dtype) if integer_labels else _float_dtype(logits.dtype, labels.dtype)
     log_probs = log_softmax(logits.astype(dtype), axis=-1)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_int, check_positive_int
-from jaxnn._targets import as_array, check_class_targets, check_in_range, check_logits
+from jaxnn._targets import as_array, check_class_targets, check_examples, check_in_range, check_logits
 
 
 def _class_ids(function: str, logits: Any, labels: Any) -> jax.Array:
@@ -36,7 +36,7 @@ def accuracy(logits: Any, labels: Any) -> jax.Array:
         ``[0, classes)`` raises a ``ValueError``; under ``jit``/``vmap`` it counts as wrong.
 
     Returns:
-      A float32 scalar in ``[0, 1]``.
+      A float32 scalar in ``[0, 1]``. Over zero examples the mean is undefined: a ``ValueError``.
 
     Example::
 
@@ -47,6 +47,7 @@ def accuracy(logits: Any, labels: Any) -> jax.Array:
     labels = as_array(function, "labels", labels)
     check_logits(function, logits)
     class_ids = _class_ids(function, logits, labels)
+    check_examples(function, logits.size // logits.shape[-1], f"logits shape {tuple(logits.shape)}")
     predicted = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return jnp.mean((predicted == class_ids).astype(jnp.float32))
 
@@ -66,7 +67,7 @@ def top_k_accuracy(logits: Any, labels: Any, k: int = 5) -> jax.Array:
       k: a Python int in ``[1, classes]``.
 
     Returns:
-      A float32 scalar in ``[0, 1]``.
+      A float32 scalar in ``[0, 1]``; a ``ValueError`` over zero examples, as :func:`accuracy`.
 
     Example::
 
@@ -81,6 +82,7 @@ def top_k_accuracy(logits: Any, labels: Any, k: int = 5) -> jax.Array:
     if not 1 <= k <= num_classes:
         raise ValueError(f"{function}: `k` (={k}) must be in [1, {num_classes}], the number of classes")
     class_ids = _class_ids(function, logits, labels)
+    check_examples(function, logits.size // logits.shape[-1], f"logits shape {tuple(logits.shape)}")
     _, top_classes = jax.lax.top_k(logits, k)
     hit = jnp.any(top_classes.astype(jnp.int32) == class_ids[..., None], axis=-1)
     return jnp.mean(hit.astype(jnp.float32))

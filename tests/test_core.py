@@ -1,5 +1,7 @@
 """Tests for the layer contract and the combinators: naming, key splitting, state threading, errors."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,6 +165,14 @@ def test_input_shape_validation(bad):
 def test_input_shape_int_and_list_are_accepted():
     assert as_shape(5) == (5,)
     assert as_shape([2, 3]) == (2, 3)
+    assert as_shape(()) == ()  # a scalar example
+
+
+@pytest.mark.parametrize("bad", [0, (0,), (3, 0), (0, 4, 2), [2, np.int64(0)]])
+def test_input_shape_with_a_zero_size_axis_is_refused_naming_the_shape(bad):
+    shown = str(tuple(int(size) for size in np.atleast_1d(bad)))
+    with pytest.raises(ValueError, match=rf"^input_shape must not have zero sizes, got {re.escape(shown)}"):
+        as_shape(bad)
 
 
 def test_static_is_structure_not_a_leaf():
@@ -179,7 +189,9 @@ def test_static_is_structure_not_a_leaf():
 def test_layer_is_a_named_tuple_of_name_init_apply_options():
     layer = Dense(2)
     assert isinstance(layer, Layer)
-    name, init, apply, options = layer
+    # The four leading fields; later ones (such as input_check) have defaults.
+    assert Layer._fields[:4] == ("name", "init", "apply", "options")
+    name, init, apply, options = layer[:4]
     assert name == "dense" and callable(init) and callable(apply) and options == ()
     assert Layer("custom", init, apply).options == ()
 

@@ -283,6 +283,95 @@ def test_bad_label_under_jit_is_not_checked_and_gives_nan():
 
 
 # --------------------------------------------------------------------------------------------
+# Probability targets: each example's targets must be a distribution over the classes.
+
+
+@pytest.mark.parametrize("targets, message", [
+    # Rows of a (3, 2) batch; the first bad row is named with what is wrong in it.
+    ([[0.5, 0.5], [0.2, 0.7], [1.0, 0.0]], r"the targets of example \(1,\) sum to 0\.9, not 1"),
+    ([[0.5, 0.5], [1.0, 1.0], [1.0, 0.0]], r"the targets of example \(1,\) sum to 2, not 1"),
+    ([[0.5, 0.5], [1.2, -0.2], [-1.0, 2.0]], r"target -0\.2 at index \(1, 1\) \(example \(1,\)\) is negative"),
+    ([[0.5, 0.5], [0.5, 0.5], [np.nan, 1.0]], r"target nan at index \(2, 0\) \(example \(2,\)\) is NaN"),
+    ([[0.0, 0.0], [0.5, 0.5], [0.5, 0.5]], r"the targets of example \(0,\) sum to 0, not 1"),
+])
+def test_cross_entropy_rejects_probability_targets_that_are_not_distributions(targets, message):
+    with pytest.raises(ValueError, match=r"^cross_entropy: " + message):
+        cross_entropy(jnp.zeros((3, 2)), jnp.asarray(targets, jnp.float32))
+    for reduction in ("sum", "none"):
+        with pytest.raises(ValueError, match=message):
+            cross_entropy(jnp.zeros((3, 2)), np.asarray(targets, np.float32), reduction=reduction)
+
+
+def test_cross_entropy_names_the_example_index_over_several_batch_axes():
+    targets = np.full((2, 3, 4), 0.25, np.float32)
+    targets[1, 2] = [0.25, 0.25, 0.25, 0.5]
+    # NumPy's sum of the bad example, the oracle for the number in the message.
+    assert targets[1, 2].astype(np.float64).sum() == 1.25
+    with pytest.raises(ValueError, match=r"example \(1, 2\) sum to 1\.25, not 1"):
+        cross_entropy(jnp.zeros((2, 3, 4)), targets)
+    with pytest.raises(ValueError, match=r"example \(\) sum to 0\.5"):
+        cross_entropy(jnp.zeros(2), jnp.array([0.25, 0.25]))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_cross_entropy_accepts_distributions_rounded_in_their_dtype(dtype):
+    r = rng(11)
+    for classes in (2, 10, 1000):
+        logits = jnp.asarray(r.normal(scale=3.0, size=(8, classes)), dtype)
+        # A softmax and normalized counts, each rounded to dtype: sums differ from 1 by rounding only.
+        for targets in (jax.nn.softmax(logits, axis=-1),
+                        (lambda counts: counts / counts.sum(-1, keepdims=True))(
+                            jnp.asarray(r.integers(1, 50, size=(8, classes)), dtype))):
+            loss = cross_entropy(logits, targets.astype(dtype))
+            assert np.isfinite(float(loss))
+
+
+def test_cross_entropy_under_jit_does_not_check_probability_targets():
+    logits = rng(12).normal(size=(2, 3)).astype(np.float32)
+    targets = np.array([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]], np.float32)  # example 0 sums to 1.5
+    result = jax.jit(lambda x, t: cross_entropy(x, t, reduction="none"))(logits, targets)
+    np.testing.assert_allclose(result, -(targets * log_softmax_np(logits)).sum(-1), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# No examples: the mean of nothing is 0 / 0, the sum of nothing is 0.
+
+
+EMPTY_CASES = {
+    "mse": lambda reduction: mse(jnp.zeros((0, 3)), jnp.zeros((0, 3)), reduction=reduction),
+    "mae": lambda reduction: mae(jnp.zeros((0,)), jnp.zeros((0,)), reduction=reduction),
+    "binary_cross_entropy": lambda reduction: binary_cross_entropy(jnp.zeros((2, 0)), jnp.zeros((2, 0)),
+                                                                   reduction=reduction),
+    "cross_entropy": lambda reduction: cross_entropy(jnp.zeros((0, 4)), jnp.zeros((0,), jnp.int32),
+                                                     reduction=reduction),
+    "cross_entropy probabilities": lambda reduction: cross_entropy(jnp.zeros((3, 0, 4)), jnp.zeros((3, 0, 4)),
+                                                                   reduction=reduction),
+}
+EMPTY_SHAPES = {"mse": (0, 3), "mae": (0,), "binary_cross_entropy": (2, 0), "cross_entropy": (0,),
+                "cross_entropy probabilities": (3, 0)}
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_CASES))
+def test_mean_over_no_examples_is_an_error(case):
+    call = EMPTY_CASES[case]
+    name = case.split()[0]
+    with pytest.raises(ValueError, match=rf"^{name}: the mean over zero examples \(.*shape .*\) is undefined"):
+        call("mean")
+    # Shapes are static, so jit raises the same error instead of returning NaN.
+    with pytest.raises(ValueError, match=rf"^{name}: the mean over zero examples"):
+        jax.jit(lambda: call("mean"))()
+    # The sum of nothing is 0 and "none" is empty, as NumPy's sum and PyTorch's reduction="none" give.
+    assert float(call("sum")) == np.sum(np.zeros((0,))) == 0.0
+    assert call("none").shape == EMPTY_SHAPES[case]
+
+
+def test_an_empty_batch_under_vmap_is_not_an_empty_mean():
+    # vmap over zero examples: each mapped call sees one example, so nothing is undefined.
+    result = jax.vmap(cross_entropy)(jnp.zeros((0, 3)), jnp.zeros((0,), jnp.int32))
+    assert result.shape == (0,)
+
+
+# --------------------------------------------------------------------------------------------
 # Penalties.
 
 
@@ -398,6 +487,8 @@ BAD_INPUTS = {
     "ce integer logits": (lambda: cross_entropy(jnp.zeros((2, 3), jnp.int32), jnp.array([0, 1])), TypeError,
                           ["cross_entropy", "logits", "int32"]),
     "ce scalar logits": (lambda: cross_entropy(jnp.zeros(()), jnp.array(0)), ValueError, ["cross_entropy", "logits"]),
+    "ce no classes": (lambda: cross_entropy(jnp.zeros((3, 0)), jnp.zeros((3, 0))), ValueError,
+                      ["cross_entropy: logits must have at least one class (the last axis), got shape (3, 0)"]),
     "ce label shape": (_ce((4, 3), jnp.zeros((4, 1), jnp.int32)), ValueError, ["cross_entropy", "labels", "(4, 1)", "(4,)"]),
     "ce integer one-hot": (_ce((4, 3), jnp.zeros((4, 3), jnp.int32)), ValueError, ["cross_entropy", "(4, 3)", "floating"]),
     "ce target shape": (_ce((4, 3), jnp.zeros((4, 2))), ValueError, ["cross_entropy", "labels", "(4, 2)", "(4, 3)"]),

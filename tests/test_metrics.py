@@ -149,6 +149,13 @@ BAD_INPUTS = {
                                 ["confusion_matrix: labels must be an array of numbers, got dtype <U1"]),
     "confusion uint8 label range": (lambda: confusion_matrix(jnp.array([0, 1]), np.array([1, 200], np.uint8), 3),
                                     ValueError, ["confusion_matrix: label 200 at index (1,) is outside [0, 3)"]),
+    # The mean over no examples is 0 / 0 (NumPy's mean of an empty array is NaN with a warning).
+    "accuracy no examples": (lambda: accuracy(jnp.zeros((0, 3)), jnp.zeros((0,), jnp.int32)), ValueError,
+                             ["accuracy: the mean over zero examples (logits shape (0, 3)) is undefined"]),
+    "top_k no examples": (lambda: top_k_accuracy(jnp.zeros((2, 0, 3)), jnp.zeros((2, 0, 3)), k=2), ValueError,
+                          ["top_k_accuracy: the mean over zero examples (logits shape (2, 0, 3)) is undefined"]),
+    "accuracy no classes": (lambda: accuracy(jnp.zeros((2, 0)), jnp.zeros((2, 0))), ValueError,
+                            ["accuracy: logits must have at least one class (the last axis), got shape (2, 0)"]),
 }
 
 
@@ -159,3 +166,9 @@ def test_bad_input_raises_with_message(case):
         call()
     for word in words:
         assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+def test_an_empty_confusion_matrix_is_zeros():
+    # Counting is well defined on no examples, as scikit-learn's counts of nothing: all zeros.
+    np.testing.assert_array_equal(confusion_matrix(jnp.zeros((0,), jnp.int32), jnp.zeros((0,), jnp.int32), 3),
+                                  np.zeros((3, 3), np.int32))

@@ -7,7 +7,14 @@
 """
 
 from jaxnn._dtypes import compute_dtype
-from jaxnn.core.combinators import Concat, Residual, Sequential, check_children_present, named_children
+from jaxnn.core.combinators import (
+    Concat,
+    Residual,
+    Sequential,
+    all_input_checks,
+    check_children_present,
+    named_children,
+)
 from jaxnn.core.inputs import (
     Static,
     as_shape,
@@ -54,6 +61,7 @@ __all__ = [
     "Sequential",
     "Shape",
     "Static",
+    "all_input_checks",
     "apply_child",
     "as_shape",
     "batch_shape",

@@ -96,7 +96,9 @@ def Sequential(layers: Sequence[Layer] | Mapping[str, Layer]) -> Layer:
                                                    x, key=child_key, train=train, **options)
         return x, new_state
 
-    return make_layer("sequential", init, apply, options=declared_options(layer for _, layer in children))
+    # Only the first child sees the model's input.
+    return make_layer("sequential", init, apply, options=declared_options(layer for _, layer in children),
+                      input_check=children[0][1].input_check)
 
 
 def Residual(layer: Layer) -> Layer:
@@ -124,7 +126,7 @@ def Residual(layer: Layer) -> Layer:
         dtype = compute_dtype(x.dtype, y.dtype)
         return x.astype(dtype) + y.astype(dtype), state
 
-    return make_layer("residual", init, apply, options=layer.options)
+    return make_layer("residual", init, apply, options=layer.options, input_check=layer.input_check)
 
 
 def Concat(layers: Sequence[Layer] | Mapping[str, Layer], *, axis: int = -1) -> Layer:
@@ -172,4 +174,18 @@ def Concat(layers: Sequence[Layer] | Mapping[str, Layer], *, axis: int = -1) -> 
         dtype = compute_dtype(*[y.dtype for y in outputs])
         return jnp.concatenate([y.astype(dtype) for y in outputs], axis=axis), new_state
 
-    return make_layer("concat", init, apply, options=declared_options(layer for _, layer in children))
+    return make_layer("concat", init, apply, options=declared_options(layer for _, layer in children),
+                      input_check=all_input_checks(layer for _, layer in children))
+
+
+def all_input_checks(layers) -> Any:
+    """One ``input_check`` running those of ``layers`` that have one, or None if none has."""
+    checks = [layer.input_check for layer in layers if layer.input_check is not None]
+    if not checks:
+        return None
+
+    def check(x):
+        for child_check in checks:
+            child_check(x)
+
+    return check

@@ -20,7 +20,13 @@ from jaxnn.core.layer import LayerTypeError, LayerValueError, PyTree, Shape
 
 
 def as_shape(input_shape: Any) -> Shape:
-    """Validates an ``input_shape`` given to ``init`` and returns it as a tuple of ints."""
+    """Validates an ``input_shape`` given to ``init`` and returns it as a tuple of ints.
+
+    Every size must be positive. A zero-size axis leaves an example with no elements: parameters
+    would be built for nothing (a ``Dense`` kernel of shape ``(0, out)``), and every output would be
+    empty, or a mean over nothing, NaN. A batch may still be empty, since the batch axes are not
+    part of ``input_shape``; ``()`` (a scalar example) is valid.
+    """
     if isinstance(input_shape, (int, np.integer)):
         input_shape = (input_shape,)
     try:
@@ -34,6 +40,12 @@ def as_shape(input_shape: Any) -> Shape:
             raise LayerTypeError(f"input_shape must be a tuple of ints, got {input_shape!r}")
         if size < 0:
             raise LayerValueError(f"input_shape must not have negative sizes, got {shape}")
+        if size == 0:
+            raise LayerValueError(
+                f"input_shape must not have zero sizes, got {tuple(int(s) for s in shape)}: an example "
+                "with a zero-size axis has no elements (the batch axes, which may be empty, are not "
+                "part of input_shape)"
+            )
     return tuple(int(size) for size in shape)
 
 

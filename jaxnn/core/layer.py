@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -38,13 +40,17 @@ class Layer(NamedTuple):
     ``input_shape`` has no batch axis. ``apply(params, state, x, *, key=None, train=False,
     **options) -> (y, state)`` accepts ``x`` of shape ``(*batch, *input_shape)`` with any number of
     leading batch axes, zero included. ``options`` names the keyword options ``apply`` accepts
-    besides ``key`` and ``train`` (sorted); most layers take none.
+    besides ``key`` and ``train`` (sorted); most layers take none. ``input_check``, when not
+    None, is ``input_check(x)`` on a concrete NumPy batch: it raises a ``ValueError`` for values
+    the layer cannot take (token ids out of range), which a compiled step could not detect.
+    ``fit`` and ``evaluate`` run it once over all the data at entry.
     """
 
     name: str
     init: Callable
     apply: Callable
     options: tuple[str, ...] = ()
+    input_check: Callable | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +124,8 @@ def record_layers() -> Iterator[list]:
 # Building layers.
 
 
-def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[str] = ()) -> Layer:
+def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[str] = (),
+               input_check: Callable | None = None) -> Layer:
     """Builds a :class:`Layer`, adding the behaviour every layer shares.
 
     ``apply`` is called as ``apply(params, state, x, key=key, train=train, **options)`` with only
@@ -133,7 +140,11 @@ def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[
       init: ``init(key, input_shape) -> (output_shape, params, state)``.
       apply: ``apply(params, state, x, *, key=None, train=False, **options) -> (y, state)``.
       options: the names of the keyword options ``apply`` accepts besides ``key`` and ``train``.
+      input_check: ``input_check(x)`` raising a ``ValueError`` for input values the layer cannot
+        take, run on concrete data before training (see :class:`Layer`).
     """
+    if input_check is not None and not callable(input_check):
+        raise TypeError(f"{name}: `input_check` must be a function input_check(x), got {input_check!r}")
     declared = _option_names(options, name)
 
     def scoped(function: Callable, check: Callable, *args, **kwargs):
@@ -152,7 +163,13 @@ def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[
 
     @functools.wraps(init)
     def scoped_init(key, input_shape):
-        return scoped(init, lambda: _check_key(key, "init", required=True), key, input_shape)
+        try:
+            return scoped(init, lambda: _check_key(key, "init", required=True), key, input_shape)
+        except jax.errors.JaxRuntimeError as error:
+            if _depth.get() > 0 or "RESOURCE_EXHAUSTED" not in str(error):
+                raise
+            raise MemoryError(f"{name}: the parameters need {_bytes_needed(init, key, input_shape, error)}") \
+                from error
 
     @functools.wraps(apply)
     def scoped_apply(params, state, x, *, key=None, train=False, **given):
@@ -172,7 +189,31 @@ def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[
 
         return scoped(checked_apply, check, params, state, x, key=key, train=train, **given)
 
-    return Layer(name, scoped_init, scoped_apply, declared)
+    return Layer(name, scoped_init, scoped_apply, declared, input_check)
+
+
+def _bytes_needed(init: Callable, key, input_shape, error: Exception) -> str:
+    """The size of ``init``'s params and state, found without allocating them; failing that, the
+    allocation that failed, as the error reports it."""
+    try:
+        _, params, state = jax.eval_shape(lambda key: init(key, input_shape), key)
+        total = sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
+                    for leaf in jax.tree_util.tree_leaves((params, state)))
+        prefix = ""
+    except Exception:  # shapes beyond what tracing takes (int32 sizes): use the failed allocation
+        match = re.search(r"allocating (\d+) bytes", str(error))
+        if match is None:
+            return "more memory than the device has free"
+        total, prefix = int(match.group(1)), "at least "
+    return f"{prefix}{_format_bytes(total)}, more memory than the device has free"
+
+
+def _format_bytes(total: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if total < 1024 or unit == "TiB":
+            return f"{total:,.0f} bytes" if unit == "bytes" else f"{total:,.1f} {unit}"
+        total /= 1024
+    raise AssertionError("unreachable")
 
 
 def _option_names(options: Iterable[str], name: str) -> tuple[str, ...]:

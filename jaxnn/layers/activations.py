@@ -1,9 +1,12 @@
 """Activation functions, as plain functions (``relu(x)``) and as layers (``Relu()``).
 
 The formulas are PyTorch's. Each function stays finite, with finite gradients, for inputs as large
-as ``|x| = 1000`` in float32. The functions take integer and boolean inputs too: :func:`relu` keeps
-their dtype, every other function computes in JAX's default float dtype (float32, or float64 with
-x64 on). The layers accept floating-point inputs only.
+as ``|x| = 1000`` in float32. A NaN input gives a NaN output (for :func:`softmax` and
+:func:`log_softmax`, along its whole axis), as in PyTorch, and a NaN derivative there too, so that
+a NaN cannot turn into finite logits or finite gradients on its way through an activation. The
+functions take integer and boolean inputs too: :func:`relu` keeps their dtype, every other function
+computes in JAX's default float dtype (float32, or float64 with x64 on). The layers accept
+floating-point inputs only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from jaxnn.core import (
     compute_dtype,
     make_layer,
 )
+from jaxnn.layers._arguments import activation_hint, positional_limit
 
 __all__ = [
     "Elu",
@@ -64,14 +68,30 @@ def _as_float(x) -> jax.Array:
     return x
 
 
+def _nan_where_nan(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``y``, except NaN wherever ``x`` is NaN, in the value and in the derivative with respect to ``x``.
+
+    For activations whose formula is a comparison (``x > 0``), which is False for NaN and so picks
+    a finite branch. ``expm1(nan_or_zero)`` is NaN where ``x`` is NaN and exactly 0 elsewhere, and
+    so are its derivatives of every order; ``expm1(x)`` itself would overflow at large ``x``, where
+    its branch is not taken, and ``0 * inf`` would make that derivative NaN.
+    """
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return y
+    is_nan = jnp.isnan(x)
+    nan_or_zero = jnp.where(is_nan, x, jnp.zeros_like(x))
+    return jnp.where(is_nan, jnp.expm1(nan_or_zero).astype(y.dtype), y)
+
+
 def relu(x: jax.Array) -> jax.Array:
     """Rectified linear unit: ``relu(x) = max(0, x)``, with gradient 0 at ``x = 0`` (as PyTorch).
 
-    Exact in any dtype, so integer and boolean inputs keep their dtype.
+    Exact in any dtype, so integer and boolean inputs keep their dtype. ``relu(NaN) = NaN``, as in
+    PyTorch, with a NaN derivative (PyTorch's is 1 there).
     """
     x = jnp.asarray(x)
     zeros = jnp.zeros_like(x)
-    return jnp.where(x > zeros, x, zeros)
+    return _nan_where_nan(x, jnp.where(x > zeros, x, zeros))
 
 
 def sigmoid(x: jax.Array) -> jax.Array:
@@ -88,10 +108,11 @@ def tanh(x: jax.Array) -> jax.Array:
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
     """Leaky ReLU: ``leaky_relu(x) = max(0, x) + negative_slope * min(0, x)``.
 
-    As in PyTorch, the gradient at ``x = 0`` is ``negative_slope``.
+    As in PyTorch, the gradient at ``x = 0`` is ``negative_slope``. At ``x = NaN`` the value is
+    NaN, as in PyTorch, and so is the derivative (PyTorch's is ``negative_slope`` there).
     """
     x = _as_float(x)
-    return jnp.where(x > 0, x, jnp.asarray(negative_slope, x.dtype) * x)
+    return _nan_where_nan(x, jnp.where(x > 0, x, jnp.asarray(negative_slope, x.dtype) * x))
 
 
 def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -196,27 +217,32 @@ def _check_negative_axis(constructor: str, axis) -> None:
         )
 
 
+@positional_limit(activation_hint("Relu", "ReLU", 0))
 def Relu() -> Layer:
     """Layer applying :func:`relu`: ``y = max(0, x)``."""
     return _activation_layer("relu", relu)
 
 
+@positional_limit()
 def Sigmoid() -> Layer:
     """Layer applying :func:`sigmoid`: ``y = 1 / (1 + exp(-x))``."""
     return _activation_layer("sigmoid", sigmoid)
 
 
+@positional_limit()
 def Tanh() -> Layer:
     """Layer applying :func:`tanh`: ``y = tanh(x)``."""
     return _activation_layer("tanh", tanh)
 
 
+@positional_limit(activation_hint("LeakyRelu", "LeakyReLU", 1))
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """Layer applying :func:`leaky_relu`: ``y = max(0, x) + negative_slope * min(0, x)``."""
     check_real(negative_slope, "negative_slope", "LeakyRelu")
     return _activation_layer("leaky_relu", lambda x: leaky_relu(x, negative_slope))
 
 
+@positional_limit()
 def Softmax(axis: int = -1) -> Layer:
     """Layer applying :func:`softmax` along ``axis``: ``y_i = exp(x_i) / sum_j exp(x_j)``.
 
@@ -227,6 +253,7 @@ def Softmax(axis: int = -1) -> Layer:
     return _activation_layer("softmax", lambda x: softmax(x, axis), axis)
 
 
+@positional_limit()
 def LogSoftmax(axis: int = -1) -> Layer:
     """Layer applying :func:`log_softmax` along ``axis``: ``y_i = x_i - log(sum_j exp(x_j))``.
 
@@ -236,6 +263,7 @@ def LogSoftmax(axis: int = -1) -> Layer:
     return _activation_layer("log_softmax", lambda x: log_softmax(x, axis), axis)
 
 
+@positional_limit()
 def Gelu(approximate: bool = False) -> Layer:
     """Layer applying :func:`gelu`: ``y = 0.5 * x * (1 + erf(x / sqrt(2)))``, or its tanh form."""
     if not isinstance(approximate, bool):
@@ -245,6 +273,7 @@ def Gelu(approximate: bool = False) -> Layer:
     return _activation_layer("gelu", lambda x: gelu(x, approximate))
 
 
+@positional_limit(activation_hint("Elu", "ELU", 1))
 def Elu(alpha: float = 1.0) -> Layer:
     """Layer applying :func:`elu`: ``y = x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
     check_real(alpha, "alpha", "Elu")
@@ -253,6 +282,7 @@ def Elu(alpha: float = 1.0) -> Layer:
     return _activation_layer("elu", lambda x: elu(x, alpha))
 
 
+@positional_limit(activation_hint("Swish", "SiLU", 0))
 def Swish() -> Layer:
     """Layer applying :func:`swish` (SiLU): ``y = x * sigmoid(x)``."""
     return _activation_layer("swish", swish)

@@ -32,6 +32,7 @@ from jaxnn.core import (
     make_layer,
     split_key,
 )
+from jaxnn.layers._arguments import attention_hint, positional_limit, transformer_hint
 from jaxnn.layers.activations import Gelu
 from jaxnn.layers.dense import Dense
 from jaxnn.layers.dropout import Dropout
@@ -66,6 +67,7 @@ def _check_mask(mask: Any, x: jax.Array) -> jax.Array:
     return mask
 
 
+@positional_limit(attention_hint)
 def MultiHeadAttention(
     heads: int,
     *,
@@ -208,6 +210,7 @@ def _sinusoid_table(time: int, features: int) -> np.ndarray:
     return table
 
 
+@positional_limit()
 def SinusoidalPositionalEmbedding() -> Layer:
     """Adds the fixed sinusoidal position table of Vaswani et al. (2017) to ``x (*batch, T, D)``::
 
@@ -235,6 +238,7 @@ def SinusoidalPositionalEmbedding() -> Layer:
     return make_layer("sinusoidal_positional_embedding", init, apply)
 
 
+@positional_limit()
 def LearnedPositionalEmbedding(
     max_length: int,
     *,
@@ -279,6 +283,7 @@ def LearnedPositionalEmbedding(
     return make_layer("learned_positional_embedding", init, apply)
 
 
+@positional_limit(transformer_hint)
 def TransformerEncoderBlock(
     heads: int,
     *,

@@ -26,6 +26,7 @@ from jaxnn.core import (
     expand_to,
     make_layer,
 )
+from jaxnn.layers._arguments import conv_hint, positional_limit
 from jaxnn.layers._conv_kernels import convolve
 from jaxnn.layers._spatial import (
     check_spatial_fit,
@@ -107,14 +108,15 @@ def _conv(ndim: int, name: str, constructor: str, features, kernel_size, stride,
     return make_layer(name, init, apply)
 
 
+@positional_limit(conv_hint(1))
 def Conv1D(
     features: int,
     kernel_size: int | Sequence[int],
+    *,
     stride: int | Sequence[int] = 1,
     padding: str | int | Sequence = "VALID",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
-    *,
     use_bias: bool = True,
     w_init=initializers.he_normal(),
     b_init=initializers.zeros(),
@@ -142,14 +144,15 @@ def Conv1D(
                  use_bias, w_init, b_init, param_dtype)
 
 
+@positional_limit(conv_hint(2))
 def Conv2D(
     features: int,
     kernel_size: int | Sequence[int],
+    *,
     stride: int | Sequence[int] = 1,
     padding: str | int | Sequence = "VALID",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
-    *,
     use_bias: bool = True,
     w_init=initializers.he_normal(),
     b_init=initializers.zeros(),
@@ -168,6 +171,11 @@ def Conv2D(
     output size is ``floor((n + low + high - d*(k - 1) - 1) / s) + 1``, as PyTorch computes it. A
     PyTorch weight ``(out, in / groups, kh, kw)`` ports as ``w = weight.permute(2, 3, 1, 0)``,
     with ``b = bias``.
+
+    Only ``features`` and ``kernel_size`` are positional; the rest are keywords. PyTorch's
+    ``Conv2d(in_channels, out_channels, kernel_size, stride, ...)`` takes the input channels first,
+    which jaxnn infers, so its ``Conv2d(1, 32, 3)`` is ``Conv2D(32, 3)`` here, and a call with more
+    positional arguments is a ``TypeError`` saying so rather than a kernel of 32 and a stride of 3.
 
     Args:
       features: number of output channels.

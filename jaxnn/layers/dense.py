@@ -32,10 +32,12 @@ from jaxnn.core import (
     first_out_of_range,
     make_layer,
 )
+from jaxnn.layers._arguments import dense_hint, embedding_hint, flatten_hint, positional_limit, reshape_hint
 
 __all__ = ["Dense", "Embedding", "Flatten", "Reshape"]
 
 
+@positional_limit(dense_hint)
 def Dense(
     features: int,
     *,
@@ -89,6 +91,7 @@ def Dense(
     return make_layer("dense", init, apply)
 
 
+@positional_limit(flatten_hint)
 def Flatten() -> Layer:
     """Flattens the per-example axes into one: ``(*batch, d1, d2, ...) -> (*batch, d1*d2*...)``.
 
@@ -111,6 +114,7 @@ def Flatten() -> Layer:
     return make_layer("flatten", init, apply)
 
 
+@positional_limit(reshape_hint)
 def Reshape(shape: Sequence[int]) -> Layer:
     """Reshapes each example to ``shape``: ``(*batch, *input_shape) -> (*batch, *shape)``.
 
@@ -150,6 +154,7 @@ def Reshape(shape: Sequence[int]) -> Layer:
     return make_layer("reshape", init, apply)
 
 
+@positional_limit(embedding_hint)
 def Embedding(
     vocab_size: int,
     features: int,
@@ -185,4 +190,10 @@ def Embedding(
             raise LayerValueError(f"id {value} at index {index} is outside [0, {vocab_size})")
         return jnp.take(table, x, axis=0, mode="clip"), state
 
-    return make_layer("embedding", init, apply)
+    def input_check(x):
+        outside = first_out_of_range(x, 0, vocab_size)
+        if outside is not None:
+            index, value = outside
+            raise ValueError(f"id {value} at index {index} is outside [0, {vocab_size})")
+
+    return make_layer("embedding", init, apply, input_check=input_check)

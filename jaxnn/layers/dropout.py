@@ -18,10 +18,12 @@ from jaxnn.core import (
     compute_dtype,
     make_layer,
 )
+from jaxnn.layers._arguments import dropout_hint, positional_limit
 
 __all__ = ["Dropout"]
 
 
+@positional_limit(dropout_hint)
 def Dropout(rate: float) -> Layer:
     """Drops each element with probability ``rate`` in training (inverted dropout).
 
@@ -37,7 +39,8 @@ def Dropout(rate: float) -> Layer:
     needs a PRNG ``key``. There are no ``params`` and no ``state``.
 
     A ``rate`` that is not a real number raises a ``TypeError``; one outside ``[0, 1]``, or NaN, a
-    ``ValueError``.
+    ``ValueError``. ``rate`` is the only argument: PyTorch's ``Dropout(0.5, True)`` (in place) is a
+    ``TypeError`` saying it is ``Dropout(0.5)`` here.
 
     Under ``vmap`` over examples, pass one key per example (``jax.random.split(key, n)``) so that
     the examples get independent masks.

@@ -29,6 +29,7 @@ from jaxnn.core import (
     make_layer,
 )
 from jaxnn.init import Initializer, ones, zeros
+from jaxnn.layers._arguments import batch_norm_hint, layer_norm_hint, positional_limit
 
 
 __all__ = ["BatchNorm", "LayerNorm"]
@@ -79,6 +80,7 @@ def _normalize(x, mean, variance, eps: float, scale, bias) -> jax.Array:
     return normalized * expand_to(scale.astype(x.dtype), x.ndim) + expand_to(bias.astype(x.dtype), x.ndim)
 
 
+@positional_limit(batch_norm_hint)
 def BatchNorm(
     *,
     momentum: float = 0.9,
@@ -176,6 +178,7 @@ def BatchNorm(
     return make_layer("batch_norm", init, apply)
 
 
+@positional_limit(layer_norm_hint)
 def LayerNorm(
     *,
     eps: float = 1e-5,

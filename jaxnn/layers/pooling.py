@@ -25,6 +25,7 @@ from jaxnn.core import (
     compute_dtype,
     make_layer,
 )
+from jaxnn.layers._arguments import pool_hint, positional_limit
 from jaxnn.layers._conv_kernels import max_pool, real_counts, window_sum
 from jaxnn.layers._spatial import (
     check_spatial_fit,
@@ -89,7 +90,8 @@ def _pool(ndim: int, kind: str, window, stride, padding) -> Layer:
     return make_layer(f"{kind}_pool{ndim}d", init, apply)
 
 
-def MaxPool1D(window: int | Sequence[int], stride: int | Sequence[int] | None = None,
+@positional_limit(pool_hint("Max", 1))
+def MaxPool1D(window: int | Sequence[int], *, stride: int | Sequence[int] | None = None,
               padding: str | int | Sequence = "VALID") -> Layer:
     """Max pooling along the second-to-last axis: ``(*batch, L, C) -> (*batch, L_out, C)``.
 
@@ -99,7 +101,8 @@ def MaxPool1D(window: int | Sequence[int], stride: int | Sequence[int] | None = 
     return _pool(1, "max", window, stride, padding)
 
 
-def MaxPool2D(window: int | Sequence[int], stride: int | Sequence[int] | None = None,
+@positional_limit(pool_hint("Max", 2))
+def MaxPool2D(window: int | Sequence[int], *, stride: int | Sequence[int] | None = None,
               padding: str | int | Sequence = "VALID") -> Layer:
     """Max pooling over windows: ``(*batch, H, W, C) -> (*batch, H_out, W_out, C)``.
 
@@ -110,6 +113,10 @@ def MaxPool2D(window: int | Sequence[int], stride: int | Sequence[int] | None = 
     to the first maximum of each window in row-major order when several elements tie, as in
     PyTorch (on accelerators, XLA's forward-mode derivative may pick another of tied maxima in
     padded windows; reverse mode agrees). The input must be floating-point.
+
+    ``window`` is the only positional argument; ``stride`` and ``padding`` are keywords
+    (``MaxPool2D(2, stride=1)``), so that no positional value is read in an order it was not
+    written for.
 
     Args:
       window: window size ``k``, an int (the same in both axes) or a tuple of 2 ints.
@@ -126,7 +133,8 @@ def MaxPool2D(window: int | Sequence[int], stride: int | Sequence[int] | None = 
     return _pool(2, "max", window, stride, padding)
 
 
-def AvgPool1D(window: int | Sequence[int], stride: int | Sequence[int] | None = None,
+@positional_limit(pool_hint("Avg", 1))
+def AvgPool1D(window: int | Sequence[int], *, stride: int | Sequence[int] | None = None,
               padding: str | int | Sequence = "VALID") -> Layer:
     """Average pooling along the second-to-last axis: ``(*batch, L, C) -> (*batch, L_out, C)``.
 
@@ -136,7 +144,8 @@ def AvgPool1D(window: int | Sequence[int], stride: int | Sequence[int] | None = 
     return _pool(1, "avg", window, stride, padding)
 
 
-def AvgPool2D(window: int | Sequence[int], stride: int | Sequence[int] | None = None,
+@positional_limit(pool_hint("Avg", 2))
+def AvgPool2D(window: int | Sequence[int], *, stride: int | Sequence[int] | None = None,
               padding: str | int | Sequence = "VALID") -> Layer:
     """Average pooling over windows: ``(*batch, H, W, C) -> (*batch, H_out, W_out, C)``.
 
@@ -160,6 +169,7 @@ def AvgPool2D(window: int | Sequence[int], stride: int | Sequence[int] | None = 
     return _pool(2, "avg", window, stride, padding)
 
 
+@positional_limit()
 def GlobalAvgPool() -> Layer:
     """The mean over all spatial axes: ``(*batch, *spatial, C) -> (*batch, C)``.
 

@@ -35,6 +35,7 @@ from jaxnn.core import (
     make_layer,
     split_key,
 )
+from jaxnn.layers._arguments import positional_limit, recurrent_hint
 from jaxnn.layers._recurrence import CELLS, recurrence
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
@@ -144,6 +145,7 @@ def _recurrent_layer(name: str, label: str, cell_name: str, hidden: int, setting
     return make_layer(name, init, apply, options=("initial_state",))
 
 
+@positional_limit(recurrent_hint("SimpleRNN", "RNN"))
 def SimpleRNN(
     hidden: int,
     *,
@@ -194,6 +196,7 @@ def SimpleRNN(
     return _recurrent_layer("simple_rnn", "SimpleRNN", nonlinearity, hidden, settings)
 
 
+@positional_limit(recurrent_hint("LSTM", "LSTM"))
 def LSTM(
     hidden: int,
     *,
@@ -241,6 +244,7 @@ def LSTM(
     return _recurrent_layer("lstm", "LSTM", "lstm", hidden, settings)
 
 
+@positional_limit(recurrent_hint("GRU", "GRU"))
 def GRU(
     hidden: int,
     *,
@@ -279,6 +283,7 @@ def GRU(
     return _recurrent_layer("gru", "GRU", "gru", hidden, settings)
 
 
+@positional_limit()
 def Bidirectional(forward: Layer, backward: Layer | None = None) -> Layer:
     """Runs one recurrent layer forward and another backward in time and concatenates their outputs.
 

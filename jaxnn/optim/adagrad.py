@@ -15,6 +15,7 @@ from jaxnn.optim.base import (
     chain,
     check_hyperparameter,
     check_same_tree,
+    check_state,
     scale_by_learning_rate,
 )
 
@@ -40,6 +41,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> G
 
     def update(updates, state, params=None):
         del params
+        check_state(state, ScaleByRssState, "scale_by_rss")
         check_same_tree(updates, state.sum_of_squares, "gradients", "Adagrad accumulators")
         sums = jax.tree.map(lambda g, s: jnp.square(g) + s, updates, state.sum_of_squares)
 

@@ -15,8 +15,10 @@ from jaxnn.optim.base import (
     ScalarOrSchedule,
     add_decayed_weights,
     chain,
+    check_flag,
     check_hyperparameter,
     check_same_tree,
+    check_state,
     safe_increment,
     scale_by_learning_rate,
     zero_count,
@@ -61,6 +63,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     check_hyperparameter(b2, "b2", "scale_by_adam", high=1.0, high_open=True)
     check_hyperparameter(eps, "eps", "scale_by_adam")
     check_hyperparameter(eps_root, "eps_root", "scale_by_adam")
+    nesterov = check_flag(nesterov, "nesterov", "scale_by_adam")
 
     def init(params):
         # Two separate trees: buffers shared between mu and nu could not both be donated.
@@ -69,6 +72,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
 
     def update(updates, state, params=None):
         del params
+        check_state(state, ScaleByAdamState, "scale_by_adam")
         check_same_tree(updates, state.mu, "gradients", "Adam moments")
         mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, updates, state.mu)
         nu = jax.tree.map(lambda g, v: (1 - b2) * jnp.square(g) + b2 * v, updates, state.nu)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn._checks import is_real
 from jaxnn._dtypes import compute_dtype
@@ -57,7 +58,13 @@ def init_empty_state(params: PyTree) -> EmptyState:
 
 def identity() -> GradientTransformation:
     """Pass updates through unchanged."""
-    return GradientTransformation(init_empty_state, lambda updates, state, params=None: (updates, state))
+
+    def update(updates, state, params=None):
+        del params
+        check_state(state, EmptyState, "identity")
+        return updates, state
+
+    return GradientTransformation(init_empty_state, update)
 
 
 def zero_count() -> jax.Array:
@@ -91,10 +98,14 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return tuple(transform.init(params) for transform in transforms)
 
     def update(updates, state, params=None):
-        if not isinstance(state, tuple) or len(state) != len(transforms):
-            got = f"a tuple of {len(state)}" if isinstance(state, tuple) else type(state).__name__
-            raise ValueError(f"chain of {len(transforms)} transformations got {got} as its state; "
-                             "pass the state that this optimizer's init returned")
+        # A NamedTuple is a tuple too, but it is one transformation's state, not a chain's.
+        if not isinstance(state, tuple) or _is_named_tuple(state):
+            raise TypeError(f"chain of {len(transforms)} transformations expected a tuple of their "
+                            f"states as its state, got {describe_state(state)}; pass the state that "
+                            "this optimizer's init returned")
+        if len(state) != len(transforms):
+            raise ValueError(f"chain of {len(transforms)} transformations got {describe_state(state)} "
+                             "as its state; pass the state that this optimizer's init returned")
         new_states = []
         for transform, inner_state in zip(transforms, state):
             updates, inner_state = transform.update(updates, inner_state, params)
@@ -160,26 +171,75 @@ def check_same_tree(tree: PyTree, reference: PyTree, name: str, reference_name: 
 
 def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 0.0,
                          high: float = math.inf, high_open: bool = False,
-                         schedule_ok: bool = False) -> None:
-    """Check a hyperparameter given as a number: in ``[low, high]`` (or ``[low, high)``).
+                         schedule_ok: bool = False, infinity_ok: bool = False) -> None:
+    """Check a hyperparameter given as a number: finite and in ``[low, high]`` (or ``[low, high)``).
 
-    Arrays are accepted unchecked when they are traced, so optimizers can be built inside
-    ``jit`` or ``vmap`` over their hyperparameters.
+    Infinities are refused unless ``infinity_ok`` (a clipping threshold, where ``inf`` means no
+    clipping): an infinite learning rate, ``eps`` or decay turns every update into NaN or inf.
+    Arrays are accepted unchecked when they are traced, so optimizers can be built inside ``jit``
+    or ``vmap`` over their hyperparameters.
     """
     if schedule_ok and callable(value):
         return
     if isinstance(value, jax.core.Tracer):
         return
+    kinds = "a number or a schedule (a function of the step count)" if schedule_ok else "a number"
     if isinstance(value, (jax.Array,)) or hasattr(value, "__array__"):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"{optimizer}: {name} must be a scalar, got shape {jnp.shape(value)}")
-        value = float(value)
+        array = value if isinstance(value, jax.Array) else np.asarray(value)
+        if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)):
+            raise TypeError(f"{optimizer}: {name} must be {kinds}, got an array of dtype {array.dtype}")
+        if array.ndim != 0:
+            raise ValueError(f"{optimizer}: {name} must be a scalar, got shape {array.shape}")
+        value = float(array)
     if not is_real(value):
-        kinds = "a number or a schedule (a function of the step count)" if schedule_ok else "a number"
         raise TypeError(f"{optimizer}: {name} must be {kinds}, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf if value > 0 else -math.inf
     upper = ")" if high_open else "]"
-    if not (low <= value <= high) or (high_open and value == high) or math.isnan(value):
+    if not (low <= number <= high) or (high_open and number == high) or math.isnan(number):
         raise ValueError(f"{optimizer}: {name} must be in [{low}, {high}{upper}, got {value}")
+    if math.isinf(number) and not infinity_ok:
+        raise ValueError(f"{optimizer}: {name} must be finite, got {value}")
+
+
+def check_flag(value: Any, name: str, optimizer: str) -> bool:
+    """Return ``value`` as a bool; raise a TypeError unless it is ``True`` or ``False``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{optimizer}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_state(state: Any, expected: type, where: str) -> None:
+    """Raise a TypeError unless ``state`` is an ``expected``, the class of state ``where``'s init makes.
+
+    Catches the state of another optimizer (Adam's update given SGD's state), which would
+    otherwise fail on a missing field, or silently use fields of the same name. A transformation
+    that keeps no state (``expected`` is :class:`EmptyState`) also takes ``None``, as optax's do.
+    """
+    if expected is EmptyState and state is None:
+        return
+    if not isinstance(state, expected):
+        wanted, got = expected.__name__, describe_state(state)
+        if got == wanted:  # a class of the same name from elsewhere, such as optax's ScaleByAdamState
+            wanted = f"{expected.__module__}.{expected.__qualname__}"
+            got = f"{type(state).__module__}.{type(state).__qualname__}"
+        raise TypeError(f"{where}: expected a {wanted} as its state, got {got}; pass the state that "
+                        "this optimizer's init returned (the state of another optimizer, or of a "
+                        "differently built one, does not fit)")
+
+
+def describe_state(state: Any) -> str:
+    """``ScaleByAdamState``, or for a chain's tuple ``a tuple of 2 (TraceState, ScaleByScheduleState)``."""
+    if isinstance(state, tuple) and not _is_named_tuple(state):
+        inner = ", ".join(type(part).__name__ for part in state[:5]) + (", ..." if len(state) > 5 else "")
+        return f"a tuple of {len(state)} ({inner})"
+    return type(state).__name__
+
+
+def _is_named_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
 
 
 def check_transformation(value: Any, name: str, where: str) -> None:
@@ -197,10 +257,15 @@ def check_transformation(value: Any, name: str, where: str) -> None:
 
 
 def scale(step_size: float) -> GradientTransformation:
-    """Multiply updates by a constant: ``u <- step_size * u``."""
+    """Multiply updates by a constant: ``u <- step_size * u``.
+
+    ``step_size`` is any finite number, negative ones included (``scale(-lr)`` is a descent step).
+    """
+    check_hyperparameter(step_size, "step_size", "scale", low=-math.inf)
 
     def update(updates, state, params=None):
         del params
+        check_state(state, EmptyState, "scale")
         return jax.tree.map(lambda g: step_size * g, updates), state
 
     return GradientTransformation(init_empty_state, update)
@@ -216,13 +281,14 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
     state records how many steps it has taken.
     """
     check_hyperparameter(learning_rate, "learning_rate", "scale_by_learning_rate", schedule_ok=True)
-    sign = -1.0 if flip_sign else 1.0
+    sign = -1.0 if check_flag(flip_sign, "flip_sign", "scale_by_learning_rate") else 1.0
 
     def init(params):
         del params
         return ScaleByScheduleState(count=zero_count())
 
     def update(updates, state, params=None):
+        check_state(state, ScaleByScheduleState, "scale_by_learning_rate")
         if params is not None:
             check_same_tree(updates, params, "gradients", "params")
         if callable(learning_rate):
@@ -259,6 +325,7 @@ def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0,
         return WeightDecayState(count=zero_count()) if callable(weight_decay) else EmptyState()
 
     def update(updates, state, params=None):
+        check_state(state, WeightDecayState if callable(weight_decay) else EmptyState, "add_decayed_weights")
         if params is None:
             raise ValueError("add_decayed_weights needs the parameters: call "
                              "update(grads, opt_state, params)")

@@ -13,8 +13,10 @@ from jaxnn.optim.base import (
     PyTree,
     ScalarOrSchedule,
     chain,
+    check_flag,
     check_hyperparameter,
     check_same_tree,
+    check_state,
     scale_by_learning_rate,
 )
 from jaxnn.optim.sgd import trace
@@ -42,6 +44,8 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0
     check_hyperparameter(decay, "decay", "scale_by_rms", high=1.0, high_open=True)
     check_hyperparameter(eps, "eps", "scale_by_rms")
     check_hyperparameter(initial_scale, "initial_scale", "scale_by_rms")
+    eps_in_sqrt = check_flag(eps_in_sqrt, "eps_in_sqrt", "scale_by_rms")
+    centered = check_flag(centered, "centered", "scale_by_rms")
 
     def init(params):
         mu = jax.tree.map(jnp.zeros_like, params) if centered else None
@@ -49,6 +53,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0
 
     def update(updates, state, params=None):
         del params
+        check_state(state, ScaleByRmsState, "scale_by_rms")
         check_same_tree(updates, state.nu, "gradients", "RMSProp accumulators")
         nu = jax.tree.map(lambda g, v: (1 - decay) * jnp.square(g) + decay * v, updates, state.nu)
         if centered:
@@ -95,6 +100,7 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e
     """
     check_hyperparameter(learning_rate, "learning_rate", "rmsprop", schedule_ok=True)
     check_hyperparameter(momentum, "momentum", "rmsprop", high=1.0, high_open=True)
+    nesterov = check_flag(nesterov, "nesterov", "rmsprop")
     transforms = [scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, centered),
                   scale_by_learning_rate(learning_rate)]
     if momentum > 0:

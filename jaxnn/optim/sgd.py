@@ -11,8 +11,10 @@ from jaxnn.optim.base import (
     PyTree,
     ScalarOrSchedule,
     chain,
+    check_flag,
     check_hyperparameter,
     check_same_tree,
+    check_state,
     scale_by_learning_rate,
 )
 
@@ -33,14 +35,14 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     This is PyTorch's ``torch.optim.SGD`` buffer with ``dampening=0`` and optax's ``trace``.
     """
     check_hyperparameter(decay, "momentum", "trace")
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"trace: nesterov must be a bool, got {type(nesterov).__name__}")
+    nesterov = check_flag(nesterov, "nesterov", "trace")
 
     def init(params):
         return TraceState(trace=jax.tree.map(jax.numpy.zeros_like, params))
 
     def update(updates, state, params=None):
         del params
+        check_state(state, TraceState, "trace")
         check_same_tree(updates, state.trace, "gradients", "momentum buffers")
         new_trace = jax.tree.map(lambda g, m: g + decay * m, updates, state.trace)
         if nesterov:
@@ -85,6 +87,7 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool =
     """
     check_hyperparameter(learning_rate, "learning_rate", "sgd", schedule_ok=True)
     check_hyperparameter(momentum, "momentum", "sgd", high=1.0, high_open=True)
+    nesterov = check_flag(nesterov, "nesterov", "sgd")
     if nesterov and momentum == 0:
         raise ValueError("sgd: nesterov=True needs momentum > 0")
     if momentum == 0:

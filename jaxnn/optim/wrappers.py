@@ -12,6 +12,7 @@ from jaxnn.optim.base import (
     GradientTransformation,
     PyTree,
     check_same_tree,
+    check_state,
     check_transformation,
     safe_increment,
     zero_count,
@@ -52,6 +53,7 @@ def accumulate_gradients(inner: GradientTransformation, every_k: int) -> Gradien
         return AccumulateGradientsState(micro_step=zero_count(), mean_gradient=mean, inner_state=inner.init(params))
 
     def update(updates, state, params=None):
+        check_state(state, AccumulateGradientsState, "accumulate_gradients")
         check_same_tree(updates, state.mean_gradient, "gradients", "accumulated gradients")
         count = (state.micro_step + 1).astype(jnp.float32)
         mean = jax.tree.map(lambda g, m: m + (g.astype(m.dtype) - m) / count.astype(m.dtype),
@@ -96,6 +98,7 @@ def skip_non_finite(inner: GradientTransformation) -> GradientTransformation:
                                   inner_state=inner.init(params))
 
     def update(updates, state, params=None):
+        check_state(state, SkipNonFiniteState, "skip_non_finite")
         finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)]))
 
         def step(_):

@@ -45,12 +45,13 @@ from jaxnn.train.step import (
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; ``step`` is the first optimizer step where it did."""
+    """The training loss, or the parameters a step produced, became NaN or infinite; ``step`` is
+    the first optimizer step where they did."""
 
     def __init__(self, step: int, epoch: int):
-        super().__init__(f"the training loss became NaN or infinite at step {step} (epoch {epoch}); "
-                         "training stopped and the last checkpoint, if any, holds the last good "
-                         "state. Try a smaller learning rate, gradient clipping, or check the data.")
+        super().__init__(f"the training loss or the parameters became NaN or infinite at step {step} "
+                         f"(epoch {epoch}); training stopped and the last checkpoint, if any, holds the "
+                         "last good state. Try a smaller learning rate, gradient clipping, or check the data.")
         self.step, self.epoch = step, epoch
 
 
@@ -70,9 +71,27 @@ def _check_data(data: Any, name: str, model, train_state, loss) -> tuple[np.ndar
         check_dataset(x, y, num_classes, name=name)
     else:
         check_dataset(x, y, name=name)
+    if loss == "binary_cross_entropy":
+        _check_probabilities(y, name)
+    if model.input_check is not None:
+        # The compiled step cannot see values a layer cannot take (an Embedding clamps ids out
+        # of range under jit): the model checks all of the data here, once.
+        try:
+            model.input_check(x)
+        except ValueError as error:
+            raise ValueError(f"{name} data: {error}") from None
     if np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32, copy=False)
     return x, y
+
+
+def _check_probabilities(y: np.ndarray, name: str) -> None:
+    """Binary cross-entropy's targets are probabilities: 0 and 1 labels, or values between."""
+    outside = np.argwhere(~((y >= 0) & (y <= 1)))
+    if outside.size:
+        index = tuple(int(i) for i in outside[0])
+        raise ValueError(f"{name} targets of binary_cross_entropy must be in [0, 1] (labels 0 and 1, or "
+                         f"probabilities), got {y[index].item()} at index {index[0] if len(index) == 1 else index}")
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:

@@ -24,7 +24,8 @@ from jaxnn.train.state import TrainState, check_model, check_optimizer
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
 
-# The step number of the first non-finite loss, or this when every loss was finite.
+# The step number of the first step whose loss or new parameters were not finite, or this when
+# every step was finite.
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 
 
@@ -58,6 +59,9 @@ def resolve_loss(loss: str | LossFn, argument: str, where: str) -> LossFn:
     return LOSSES[loss]
 
 
+# Metrics that may be given by name: accuracy, and every loss, as per-example values.
+METRICS: dict[str, MetricFn] = {"accuracy": correct, **LOSSES}
+
 # Keys of the metric sums that are not metrics: a metric of one of these names would overwrite them.
 SUM_KEYS = ("loss", "count", "first_bad_step")
 
@@ -66,6 +70,7 @@ def resolve_metrics(metrics: Mapping[str, MetricFn] | None, loss: str | LossFn,
                     where: str) -> dict[str, MetricFn]:
     """``metrics`` as a new dict ``name -> (outputs, targets) -> per-example values``.
 
+    Each value is such a function or the name of one in :data:`METRICS` (``{"acc": "accuracy"}``).
     ``None`` gives the default: accuracy for the loss named ``"cross_entropy"``, nothing for other
     losses. A ``metrics`` that is not a dict of functions by name is a ``TypeError``; a metric
     named ``"loss"``, ``"count"`` or ``"first_bad_step"`` (the names of the sums kept beside the
@@ -76,15 +81,22 @@ def resolve_metrics(metrics: Mapping[str, MetricFn] | None, loss: str | LossFn,
     if not isinstance(metrics, Mapping):
         raise TypeError(f"{where}: `metrics` must be a dict of per-example metric functions by name "
                         f"({{'name': fn}}), got {metrics!r}")
+    resolved = {}
     for name, metric in metrics.items():
         if not isinstance(name, str):
             raise TypeError(f"{where}: `metrics` must be keyed by metric names (str), got the key {name!r}")
         if name in SUM_KEYS:
             raise ValueError(f"{where}: `metrics` may not name a metric {name!r}; {', '.join(SUM_KEYS)} "
                              "are kept beside the metrics")
-        check_callable(metric, f"metrics[{name!r}]", where,
-                       "a function (outputs, targets) -> per-example values")
-    return dict(metrics)
+        if isinstance(metric, str):
+            if metric not in METRICS:
+                raise ValueError(f"{where}: unknown metric {metric!r} for `metrics[{name!r}]`; known metrics "
+                                 f"are {sorted(METRICS)}, or pass a function (outputs, targets) -> "
+                                 "per-example values")
+            metric = METRICS[metric]
+        resolved[name] = check_callable(metric, f"metrics[{name!r}]", where,
+                                        "a metric name or a function (outputs, targets) -> per-example values")
+    return resolved
 
 
 def _per_example(values: jax.Array, batch_size: int, what: str) -> jax.Array:
@@ -96,10 +108,18 @@ def _per_example(values: jax.Array, batch_size: int, what: str) -> jax.Array:
     return values.reshape(values.shape[0], -1).mean(axis=1) if values.ndim > 1 else values
 
 
-def _batch_sums(outputs, targets, losses, metric_fns, step) -> dict[str, jax.Array]:
+def all_finite(tree) -> jax.Array:
+    """Whether every floating-point value in ``tree`` is finite (no NaN, no infinity)."""
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves else jnp.asarray(True)
+
+
+def _batch_sums(outputs, targets, losses, metric_fns, step, finite=True) -> dict[str, jax.Array]:
+    # A step is bad when its loss, or (``finite``) the parameters it produced, are not finite.
+    good = jnp.all(jnp.isfinite(losses)) & finite
     sums = {"loss": jnp.sum(losses.astype(jnp.float32)),
             "count": jnp.asarray(losses.shape[0], jnp.int32),
-            "first_bad_step": jnp.where(jnp.all(jnp.isfinite(losses)), NO_BAD_STEP, step)}
+            "first_bad_step": jnp.where(good, NO_BAD_STEP, step)}
     for name, metric in metric_fns.items():
         values = _per_example(metric(outputs, targets), losses.shape[0], f"metric {name!r}")
         sums[name] = jnp.sum(values.astype(jnp.float32))
@@ -141,7 +161,9 @@ def one_step(model, loss_fn: LossFn, optimizer, metric_fns: Mapping[str, MetricF
         grads, (outputs, new_state, losses) = jax.grad(objective, has_aux=True)(train_state.params)
         updates, opt_state = optimizer.update(grads, train_state.opt_state, train_state.params)
         params = apply_updates(train_state.params, updates)
-        sums = _batch_sums(outputs, y, losses, metric_fns, train_state.step)
+        # An update can overflow the parameters while the loss it came from was finite: that step
+        # is bad too, so that no callback ever sees (or saves) non-finite parameters.
+        sums = _batch_sums(outputs, y, losses, metric_fns, train_state.step, all_finite(params))
         new_train_state = TrainState(params=params, state=new_state, opt_state=opt_state,
                                      step=train_state.step + 1, key=key)
         return new_train_state, sums
@@ -194,8 +216,8 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
 
     Returns:
       A jitted function. Its metrics are sums over the call's examples — ``"loss"``, each
-      metric, ``"count"`` — and ``"first_bad_step"``, the step of the first non-finite loss
-      (int32 max if none); :func:`averages` gives means.
+      metric, ``"count"`` — and ``"first_bad_step"``, the first step whose loss or new
+      parameters were not finite (int32 max if none); :func:`averages` gives means.
 
     Raises:
       TypeError: an argument of the wrong type (``steps_per_call=2.0``, ``loss_fn=3``, metrics

@@ -343,6 +343,63 @@ def test_integer_inputs_follow_x64():
 
 
 # --------------------------------------------------------------------------------------------
+# NaN inputs. IEEE arithmetic, and PyTorch (torch.relu(nan) is nan), give NaN for a NaN input; a
+# comparison such as x > 0 is False for NaN and must not pick a finite branch.
+
+
+def _nan_input():
+    x = _random((3, 4))
+    x[1, 2] = np.nan
+    return x
+
+
+def _nan_positions(case, x):
+    """Where the value must be NaN: the NaN itself, or its whole row along a (log-)softmax's axis."""
+    if "softmax" not in case:
+        return np.isnan(x)
+    axis = -2 if "axis-2" in case else -1
+    return np.broadcast_to(np.isnan(x).any(axis=axis, keepdims=True), x.shape)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize("case", CASES)
+def test_nan_input_gives_nan_value(case, dtype):
+    function, reference, _ = CASES[case]
+    x = _nan_input()
+    y = np.asarray(function(jnp.asarray(x, dtype)), np.float32)
+    expected_nan = _nan_positions(case, x)
+    np.testing.assert_array_equal(np.isnan(y), expected_nan)
+    if dtype == jnp.float32:
+        expected = reference(np.nan_to_num(x))  # the NaN's own entries are not compared
+        np.testing.assert_allclose(y[~expected_nan], expected[~expected_nan], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_nan_input_gives_nan_gradient_where_the_value_is_nan(case):
+    function = CASES[case][0]
+    x = _nan_input()
+    weights = _random((3, 4), seed=1)
+    gradient = np.asarray(jax.grad(lambda x: jnp.sum(function(x) * weights))(jnp.asarray(x)))
+    np.testing.assert_array_equal(np.isnan(gradient), _nan_positions(case, x))
+    # Forward mode and the second derivative as well: no order of derivative turns the NaN finite.
+    tangent = np.asarray(jax.jvp(function, (jnp.asarray(x),), (jnp.ones((3, 4)),))[1])
+    assert np.all(np.isnan(tangent[_nan_positions(case, x)]))
+    if case in ELEMENTWISE_CASES:
+        second = jax.vmap(jax.grad(jax.grad(lambda v: function(v[None])[0])))(jnp.asarray(x).ravel())
+        assert np.isnan(np.asarray(second).reshape(3, 4)[1, 2])
+
+
+def test_relu_and_leaky_relu_propagate_nan_but_keep_infinities():
+    x = jnp.array([np.nan, np.inf, -np.inf, 0.0, -2.0, 3.0])
+    np.testing.assert_array_equal(relu(x), [np.nan, np.inf, 0.0, 0.0, 0.0, 3.0])
+    np.testing.assert_array_equal(leaky_relu(x, 0.5), [np.nan, np.inf, -np.inf, 0.0, -1.0, 3.0])
+    # Derivatives away from NaN are the usual ones, infinities included (no 0 * inf = NaN).
+    np.testing.assert_array_equal(jax.vmap(jax.grad(relu))(x), [np.nan, 1.0, 0.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(jax.vmap(jax.grad(lambda v: leaky_relu(v, 0.5)))(x),
+                                  [np.nan, 1.0, 0.5, 0.5, 0.5, 1.0])
+
+
+# --------------------------------------------------------------------------------------------
 # Gradients against finite differences.
 
 
@@ -411,6 +468,20 @@ def test_layer_vmap_and_jit(case):
     np.testing.assert_allclose(jax.vmap(apply)(x), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(jax.jit(apply)(x), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(jax.jit(jax.vmap(apply))(x), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", LAYERS)
+def test_layer_propagates_nan(case):
+    layer = LAYERS[case][0]()
+    _, params, state = layer.init(jax.random.key(0), (3, 4))
+    x = _nan_input()
+    expected_nan = _nan_positions(case, x)
+    y, _ = layer.apply(params, state, x)
+    np.testing.assert_array_equal(np.isnan(y), expected_nan)
+    y_jit, _ = jax.jit(lambda x: layer.apply(params, state, x))(x)
+    np.testing.assert_array_equal(np.isnan(y_jit), expected_nan)
+    gradient = jax.grad(lambda x: jnp.sum(layer.apply(params, state, x)[0]))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.isnan(gradient), expected_nan)
 
 
 @pytest.mark.parametrize("case", LAYERS)

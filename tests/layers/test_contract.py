@@ -7,6 +7,7 @@ in ``CASES`` fails ``test_every_exported_layer_is_covered``.
 """
 
 import inspect
+import re
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,7 @@ CASES = {
                [(7, 6, 4), (5, 5, 2)], False),
     "MaxPool1D": (lambda: jaxnn.layers.MaxPool1D(2), [(6, 3)], False),
     "MaxPool2D": (lambda: jaxnn.layers.MaxPool2D(2, padding="SAME"), [(5, 4, 2)], False),
-    "AvgPool1D": (lambda: jaxnn.layers.AvgPool1D(3, 2, padding=1), [(7, 2)], False),
+    "AvgPool1D": (lambda: jaxnn.layers.AvgPool1D(3, stride=2, padding=1), [(7, 2)], False),
     "AvgPool2D": (lambda: jaxnn.layers.AvgPool2D(2), [(4, 4, 2)], False),
     "GlobalAvgPool": (jaxnn.layers.GlobalAvgPool, [(4, 3), (4, 4, 2)], False),
     "SimpleRNN": (lambda: jaxnn.layers.SimpleRNN(4), [(5, 3)], False),
@@ -116,6 +117,30 @@ def test_gradients_are_finite_and_flow_to_every_parameter(name, input_shape):
         assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
     if not integer:
         assert np.all(np.isfinite(jax.grad(loss, argnums=1)(params, x)))
+
+
+# Every per-example shape above with a zero put in each of its axes in turn.
+ZERO_SIZE_PARAMS = [(name, shape[:axis] + (0,) + shape[axis + 1:])
+                    for name, shape in PARAMS for axis in range(len(shape))]
+
+
+@pytest.mark.parametrize("name,input_shape", ZERO_SIZE_PARAMS)
+def test_init_refuses_a_zero_size_axis_naming_the_shape(name, input_shape):
+    # An example with a zero-size axis has no elements: params for nothing, empty or NaN outputs.
+    layer = CASES[name][0]()
+    with pytest.raises(ValueError, match=rf"^{layer.name}: input_shape must not have zero sizes, "
+                                         rf"got {re.escape(str(input_shape))}"):
+        layer.init(jax.random.key(0), input_shape)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_empty_batch_is_still_fine(name):
+    # Batch axes are not part of input_shape: zero examples give zero outputs of the predicted shape.
+    factory, shapes, integer = CASES[name]
+    layer = factory()
+    output_shape, params, state = layer.init(jax.random.key(0), shapes[0])
+    y, _ = layer.apply(params, state, make_input((0,) + shapes[0], integer))
+    assert y.shape == (0,) + tuple(output_shape)
 
 
 # --------------------------------------------------------------------------------------------

@@ -127,8 +127,8 @@ def test_layer_matches_the_torch_layout_loop_with_ported_weights(spec):
     x_torch, weight, bias = spec.problem()
     expected = to_channels_last(torch_layout_reference(x_torch, weight, bias, *spec.arguments()))
     constructor = (Conv1D, Conv2D)[spec.ndim - 1]
-    layer = constructor(spec.features, spec.kernel, spec.stride, spec.padding, spec.dilation, spec.groups,
-                        w_init=zeros_from_numpy)
+    layer = constructor(spec.features, spec.kernel, stride=spec.stride, padding=spec.padding,
+                        dilation=spec.dilation, groups=spec.groups, w_init=zeros_from_numpy)
     output_shape, params, state = layer.init(jax.random.key(0), spec.spatial + (spec.channels,))
     params = {"w": port_from_torch(weight), "b": jnp.asarray(bias)}
     assert params["w"].shape == spec.kernel + (spec.channels // spec.groups, spec.features)
@@ -222,9 +222,9 @@ def test_output_shapes_over_a_grid_of_arguments():
         # Zero, one and two batch axes in turn.
         batch_shapes = ((), (3,), (2, 3))
         for count, (kernel, stride, padding, dilation, groups) in enumerate(grid):
-            layer = constructor(4, kernel, stride,
-                                ((padding,) * ndim if isinstance(padding, tuple) else padding),
-                                dilation, groups, w_init=zeros_from_numpy)
+            layer = constructor(4, kernel, stride=stride,
+                                padding=((padding,) * ndim if isinstance(padding, tuple) else padding),
+                                dilation=dilation, groups=groups, w_init=zeros_from_numpy)
             input_shape = sizes[:ndim] + (4,)
             output_shape, params, state = layer.init(jax.random.key(0), input_shape)
             pair = (padding, padding) if isinstance(padding, int) else padding

@@ -109,7 +109,7 @@ CONFIGS = [
 
 
 def make_layer(kind, ndim, window, stride, padding):
-    return CONSTRUCTORS[(kind, ndim)](window, stride, padding)
+    return CONSTRUCTORS[(kind, ndim)](window, stride=stride, padding=padding)
 
 
 def output_of(layer, params, state):
@@ -225,7 +225,7 @@ def test_output_shapes_over_a_grid_of_arguments():
 
 
 def test_batch_axes_and_vmap_agree_with_single_examples(formulation):
-    for layer in (MaxPool2D(3, 2, "SAME"), AvgPool2D(2)):
+    for layer in (MaxPool2D(3, stride=2, padding="SAME"), AvgPool2D(2)):
         _, params, state = layer.init(jax.random.key(0), (5, 6, 3))
         x = normal(1, (2, 3, 5, 6, 3))
         batched, _ = layer.apply(params, state, x)
@@ -261,7 +261,7 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match=r"^MaxPool2D: `window` \(=0\) must be a positive int or a tuple of 2"):
         MaxPool2D(0)
     with pytest.raises(ValueError, match=r"^AvgPool1D: `stride` \(=-1\) must be a positive int"):
-        AvgPool1D(2, -1)
+        AvgPool1D(2, stride=-1)
     with pytest.raises(TypeError, match=r"^MaxPool1D: `window` must be a positive int, got 2.0"):
         MaxPool1D(2.0)
     with pytest.raises(ValueError, match=r"^MaxPool2D: `padding` must be 'VALID', 'SAME', .* got 'FULL'"):

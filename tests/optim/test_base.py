@@ -86,10 +86,13 @@ def test_optax_transformation_inside_jaxnn_chain():
 def test_chain_checks_its_states():
     optimizer = jo.chain(jo.clip(1.0), jo.scale_by_adam(), jo.scale_by_learning_rate(0.1))
     state = optimizer.init(PARAMS)
-    with pytest.raises(ValueError, match="chain of 3 transformations got a tuple of 2"):
+    with pytest.raises(ValueError, match=r"chain of 3 transformations got a tuple of 2 \(EmptyState, ScaleByAdamState\)"):
         optimizer.update(GRADS, state[:2], PARAMS)
-    with pytest.raises(ValueError, match="chain of 3 transformations got dict"):
+    with pytest.raises(TypeError, match="chain of 3 transformations expected a tuple of their states as its state, got dict"):
         optimizer.update(GRADS, {}, PARAMS)
+    # One transformation's NamedTuple state is a tuple too, but not a chain's.
+    with pytest.raises(TypeError, match="chain of 3 transformations expected a tuple .* got ScaleByAdamState"):
+        optimizer.update(GRADS, state[1], PARAMS)
 
 
 def test_chain_rejects_an_uncalled_factory():
@@ -211,10 +214,126 @@ def test_bad_hyperparameters_raise_value_errors(make, message):
     (lambda: jo.adam(1e-3, b1=None), "b1 must be a number, got NoneType"),
     (lambda: jo.accumulate_gradients(jo.sgd(0.1), 2.0), "every_k must be an int"),
     (lambda: jo.skip_non_finite(jo.sgd), "inner must be a gradient transformation"),
+    (lambda: jo.scale(None), "^scale: step_size must be a number, got NoneType"),
+    (lambda: jo.scale("0.5"), "^scale: step_size must be a number, got str"),
+    (lambda: jo.scale(np.array("0.5")), "^scale: step_size must be a number, got an array of dtype <U3"),
+    (lambda: jo.clip(None), "^clip: max_delta must be a number, got NoneType"),
+    (lambda: jo.clip_by_global_norm([1.0]), "^clip_by_global_norm: max_norm must be a number, got list"),
+    (lambda: jo.add_decayed_weights(None), "^add_decayed_weights: weight_decay must be a number or a schedule"),
+    (lambda: jo.adam(1e-3, nesterov=1), "^scale_by_adam: nesterov must be True or False, got 1"),
+    (lambda: jo.sgd(0.1, momentum=0.9, nesterov="yes"), "^sgd: nesterov must be True or False, got 'yes'"),
+    (lambda: jo.rmsprop(1e-3, centered=None), "^scale_by_rms: centered must be True or False, got None"),
+    (lambda: jo.rmsprop(1e-3, eps_in_sqrt=0), "^scale_by_rms: eps_in_sqrt must be True or False, got 0"),
+    (lambda: jo.scale_by_learning_rate(0.1, flip_sign=None), "flip_sign must be True or False, got None"),
 ])
 def test_bad_hyperparameter_types_raise_type_errors(make, message):
     with pytest.raises(TypeError, match=message):
         make()
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize("make,message", [
+    # An infinite learning rate, eps, decay or momentum makes every update inf or NaN.
+    (lambda: jo.sgd(INF), "^sgd: learning_rate must be finite, got inf"),
+    (lambda: jo.sgd(jnp.float32(INF)), "^sgd: learning_rate must be finite, got inf"),
+    (lambda: jo.sgd(jnp.asarray(INF)), "^sgd: learning_rate must be finite, got inf"),
+    (lambda: jo.sgd(10**400), "^sgd: learning_rate must be finite"),
+    (lambda: jo.adam(INF), "^adam: learning_rate must be finite, got inf"),
+    (lambda: jo.adam(1e-3, eps=INF), "^scale_by_adam: eps must be finite, got inf"),
+    (lambda: jo.adam(1e-3, eps_root=INF), "^scale_by_adam: eps_root must be finite, got inf"),
+    (lambda: jo.adamw(1e-3, weight_decay=INF), "^add_decayed_weights: weight_decay must be finite, got inf"),
+    (lambda: jo.adamw(INF), "^adamw: learning_rate must be finite"),
+    (lambda: jo.rmsprop(INF), "^rmsprop: learning_rate must be finite"),
+    (lambda: jo.rmsprop(1e-3, eps=INF), "^scale_by_rms: eps must be finite, got inf"),
+    (lambda: jo.rmsprop(1e-3, initial_scale=INF), "^scale_by_rms: initial_scale must be finite, got inf"),
+    (lambda: jo.adagrad(INF), "^adagrad: learning_rate must be finite"),
+    (lambda: jo.adagrad(1e-2, eps=INF), "^scale_by_rss: eps must be finite, got inf"),
+    (lambda: jo.adagrad(1e-2, initial_accumulator_value=INF), "^scale_by_rss: initial_accumulator_value must be finite"),
+    (lambda: jo.trace(INF), "^trace: momentum must be finite, got inf"),
+    (lambda: jo.add_decayed_weights(INF), "^add_decayed_weights: weight_decay must be finite, got inf"),
+    (lambda: jo.scale(INF), "^scale: step_size must be finite, got inf"),
+    (lambda: jo.scale(-INF), "^scale: step_size must be finite, got -inf"),
+    (lambda: jo.scale(float("nan")), "^scale: step_size must be in"),
+    (lambda: jo.scale_by_learning_rate(INF), "^scale_by_learning_rate: learning_rate must be finite"),
+])
+def test_infinite_hyperparameters_raise_value_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_scale_takes_any_finite_step_size():
+    # Negative included: scale(-lr) is a descent step, optax's convention.
+    updates, _ = jo.scale(-0.5).update(GRADS, jo.scale(-0.5).init(PARAMS))
+    for u, g in zip(jax.tree.leaves(updates), jax.tree.leaves(GRADS)):
+        np.testing.assert_array_equal(u, -0.5 * np.asarray(g))
+
+
+@pytest.mark.parametrize("clipper", [lambda: jo.clip(INF), lambda: jo.clip_by_global_norm(INF),
+                                     lambda: jo.clip_by_global_norm(jnp.asarray(INF))])
+def test_an_infinite_clipping_threshold_clips_nothing(clipper):
+    # The identity, bit for bit: finite gradients, gradients whose global norm overflows float32
+    # (3e38 squared is inf), and infinities and NaN themselves.
+    optimizer = clipper()
+    for grads in (GRADS, {"a": jnp.array([3e38, -3e38, 1.0]), "b": jnp.array([1e-30])},
+                  {"a": jnp.array([INF, -INF, np.nan]), "b": jnp.array([2.0])}):
+        updates, _ = jax.jit(optimizer.update)(grads, optimizer.init(grads))
+        for u, g in zip(jax.tree.leaves(updates), jax.tree.leaves(grads)):
+            np.testing.assert_array_equal(u, g)
+
+
+STATE_CLASSES = {
+    "scale_by_adam": (jo.scale_by_adam, jo.ScaleByAdamState),
+    "trace": (lambda: jo.trace(0.9), jo.TraceState),
+    "scale_by_rms": (jo.scale_by_rms, jo.ScaleByRmsState),
+    "scale_by_rss": (jo.scale_by_rss, jo.ScaleByRssState),
+    "scale_by_learning_rate": (lambda: jo.scale_by_learning_rate(0.1), jo.ScaleByScheduleState),
+    "add_decayed_weights": (lambda: jo.add_decayed_weights(1e-4), jo.EmptyState),
+    "clip": (lambda: jo.clip(1.0), jo.EmptyState),
+    "clip_by_global_norm": (lambda: jo.clip_by_global_norm(1.0), jo.EmptyState),
+    "scale": (lambda: jo.scale(0.5), jo.EmptyState),
+    "identity": (jo.identity, jo.EmptyState),
+    "accumulate_gradients": (lambda: jo.accumulate_gradients(jo.sgd(0.1), 2), jo.AccumulateGradientsState),
+    "skip_non_finite": (lambda: jo.skip_non_finite(jo.sgd(0.1)), jo.SkipNonFiniteState),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATE_CLASSES))
+def test_each_transformation_names_the_state_it_expects(name):
+    make, state_class = STATE_CLASSES[name]
+    transformation = make()
+    assert isinstance(transformation.init(PARAMS), state_class)
+    # Another transformation's state: a TraceState, or for those that keep a TraceState, Adam's.
+    other_make = STATE_CLASSES["scale_by_adam" if state_class is jo.TraceState else "trace"][0]
+    other_state = other_make().init(PARAMS)
+    with pytest.raises(TypeError, match=rf"^{name}: expected a {state_class.__name__} as its state, "
+                                        rf"got {type(other_state).__name__}; pass the state that this "
+                                        "optimizer's init returned"):
+        transformation.update(GRADS, other_state, PARAMS)
+
+
+def test_adam_given_sgd_state_names_both_state_classes():
+    adam, momentum = jo.adam(1e-3), jo.sgd(0.1, momentum=0.9)
+    with pytest.raises(TypeError, match="^scale_by_adam: expected a ScaleByAdamState as its state, got TraceState"):
+        adam.update(GRADS, momentum.init(PARAMS), PARAMS)
+    with pytest.raises(ValueError, match=r"^chain of 2 transformations got a tuple of 1 \(ScaleByScheduleState\)"):
+        adam.update(GRADS, jo.sgd(0.1).init(PARAMS), PARAMS)
+    # optax's class of the same name is told apart by its module.
+    with pytest.raises(TypeError, match=r"expected a jaxnn\.optim\.adam\.ScaleByAdamState as its state, got optax\."):
+        jo.scale_by_adam().update(GRADS, with_optax_promotion(optax.scale_by_adam().init, PARAMS))
+
+
+@pytest.mark.parametrize("name", sorted(ALL_OPTIMIZERS))
+def test_the_state_of_another_optimizer_is_a_clear_error(name):
+    optimizer = ALL_OPTIMIZERS[name]()
+    own = jax.tree.structure(optimizer.init(PARAMS))
+    for other_name, make_other in ALL_OPTIMIZERS.items():
+        other_state = make_other().init(PARAMS)
+        if jax.tree.structure(other_state) == own:  # the same kinds of state: interchangeable
+            continue
+        with pytest.raises((TypeError, ValueError), match="as its state"):
+            optimizer.update(GRADS, other_state, PARAMS)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_OPTIMIZERS))
