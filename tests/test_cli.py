@@ -28,7 +28,7 @@ from jaxnn.cli import main
 from jaxnn.models import mlp
 from jaxnn.train import History, create_train_state, read_metadata, restore_checkpoint
 
-pytestmark = pytest.mark.usefixtures("fast_compilation", "compilation_cache_on_disk")
+pytestmark = pytest.mark.usefixtures("compilation_cache_on_disk")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # digits: 1797 images, 359 for testing, 10% of the other 1438 for validation: 1294 to train on,

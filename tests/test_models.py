@@ -11,7 +11,6 @@ import pytest
 import jaxnn
 from jaxnn.models import LAYOUT_SHAPES, MODELS
 
-pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 # Per-example shapes of the bundled datasets: digits, mnist1d, moons and spirals, MNIST-format IDX.
 DATASET_SHAPES = {"digits": (64,), "mnist1d": (40,), "moons": (2,), "idx": (28, 28, 1)}

@@ -27,7 +27,6 @@ from jaxnn.train import (
     restore_checkpoint,
 )
 
-pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 # One model, optimizer and data set for every fit here, so that they share compiled steps.
 MODEL = jaxnn.Sequential([jaxnn.Dense(16), jaxnn.Relu(), jaxnn.Dense(3)])

@@ -14,8 +14,6 @@ import jaxnn
 from jaxnn import optim
 from jaxnn.train import Checkpoint, NonFiniteLossError, create_train_state, evaluate, fit, read_metadata
 
-pytestmark = pytest.mark.usefixtures("fast_compilation")
-
 
 def test_binary_cross_entropy_targets_outside_zero_one_are_refused():
     model = jaxnn.Sequential([jaxnn.Dense(1)])

@@ -21,7 +21,6 @@ from jaxnn import optim
 from jaxnn.cli import main
 from jaxnn.train import create_train_state, read_metadata, restore_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 LEGACY = pathlib.Path(__file__).parent.parent / "legacy"
 

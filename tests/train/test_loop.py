@@ -29,8 +29,6 @@ from jaxnn.train import (
     save_checkpoint,
 )
 
-pytestmark = pytest.mark.usefixtures("fast_compilation")
-
 
 class RecordParams(Callback):
     """Keeps a host copy of the params at the end of each epoch (a copy survives donation)."""

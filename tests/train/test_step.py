@@ -16,7 +16,6 @@ from conftest import assert_trees_close
 import jaxnn
 from jaxnn.train import TrainState, averages, create_train_state, make_eval_step, make_train_step
 
-pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 BATCH = 8
