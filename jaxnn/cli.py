@@ -421,6 +421,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     mesh = training_mesh(args.devices)
     out = run_folder(args)
     config = run_settings(args, out)
+    if mesh is not None and config["batch_size"] % mesh.devices.size:
+        raise CommandError(f"--batch-size {config['batch_size']} is the global batch and must be divisible by "
+                           f"the number of devices ({mesh.devices.size})")
     # Every process has checked the run folder before process 0 writes to it.
     parallel.sync("jaxnn.train.settings")
     dataset = load_dataset(config["dataset"], config["model"])
@@ -431,8 +434,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         train_state, history, epochs_done = restore_run(out, train_state)
         if epochs_done >= args.epochs and not args.quiet:
             print(f"{out} has already trained {epochs_done} epochs (--epochs {args.epochs})", file=sys.stderr)
-    if mesh is not None:
-        parallel.check_batch_size(config["batch_size"], mesh, "jaxnn train", "--batch-size")
     if parallel.is_main_process():
         write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
     train_state, history, seconds = fit_run(args, out, config, model, optimizer, train_state, history,

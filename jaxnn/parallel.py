@@ -239,9 +239,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id)
     except RuntimeError as error:
-        if "before any JAX" in str(error) or "backend" in str(error).lower():
+        if "before any JAX" in str(error):
             raise RuntimeError("initialize: JAX has already started computing in this process; call "
-                               "jaxnn.parallel.initialize() first, before creating any array") from error
+                               "jaxnn.parallel.initialize() first, before creating any array or calling "
+                               "jax.devices()") from error
         raise
 
 

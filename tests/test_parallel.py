@@ -129,6 +129,14 @@ out["restored_on_four_devices"] = len(jax.tree.leaves(back_on_four.params)[0].sh
 out["checkpoint"] = {"one": host(continued_one.params), "four": host(continued_four.params),
                      "uninterrupted": host(uninterrupted.params), "back_on_four": host(back_on_four.params)}
 
+# EarlyStopping puts the best weights back where the others are: replicated on the mesh.
+from jaxnn.train import EarlyStopping
+stopped, _ = trained(mlp, (x, y), (6,), 4, optim.sgd(0.1), epochs=3, batch_size=32,
+                     validation_data=(x[:40], y[:40]), callbacks=[EarlyStopping("val_loss", patience=1)])
+out["early_stopping_replicated"] = all(
+    leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4
+    for leaf in jax.tree.leaves((stopped.params, stopped.state)))
+
 # 5. Bad meshes and batch sizes.
 errors = {}
 def error_of(function):
@@ -197,6 +205,21 @@ def test_train_and_eval_steps_with_a_mesh_equal_the_steps_without(single_process
     plain, sharded = single_process["evaluate"]
     assert plain["loss"] == pytest.approx(sharded["loss"], rel=1e-6)
     assert plain["accuracy"] == sharded["accuracy"]
+
+
+def test_early_stopping_restores_the_best_weights_onto_the_mesh(single_process):
+    assert single_process["early_stopping_replicated"]
+
+
+def test_jaxnn_train_refuses_a_batch_size_that_does_not_divide_over_the_devices(tmp_path):
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3", JAX_PLATFORMS="cpu")
+    result = subprocess.run(jaxnn_command("train", "--devices", "3", "--epochs", "1", "--quiet",
+                                          "--out", str(tmp_path / "run")),
+                            env=environment, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("jaxnn train: error: --batch-size 64 is the global batch and must be "
+                                     "divisible by the number of devices (3)")
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
 def test_checkpoints_cross_device_counts(single_process):

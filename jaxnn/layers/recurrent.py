@@ -338,7 +338,12 @@ def Bidirectional(forward: Layer, backward: Layer | None = None) -> Layer:
             check_entries(tree, ("forward", "backward"), what)
         initial_state = options.pop("initial_state", None)
         if initial_state is not None:
-            check_entries(initial_state, ("forward", "backward"), "initial_state")
+            takes = sorted(name for name, child in children if "initial_state" in child.options)
+            given = sorted(initial_state) if isinstance(initial_state, dict) else None
+            if given != takes:
+                got = given if given is not None else type(initial_state).__name__
+                raise LayerValueError(f"initial_state must be a dict with an entry for each direction that "
+                                      f"takes one, {takes}, got {got}")
         x = check_array(x)
         if x.ndim < 2:
             raise LayerValueError(f"expected an input of shape (*batch, time, features), got {x.shape}")
@@ -346,7 +351,7 @@ def Bidirectional(forward: Layer, backward: Layer | None = None) -> Layer:
         for (child_name, child), child_key in zip(children, split_key(key, 2)):
             flip = flip_backward and child_name == "backward"
             child_options = dict(options)
-            if initial_state is not None:
+            if initial_state is not None and child_name in initial_state:
                 child_options["initial_state"] = initial_state[child_name]
             y, new_state[child_name] = apply_child(
                 child_name, child, params[child_name], state[child_name], jnp.flip(x, -2) if flip else x,

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
+from jaxnn import parallel
 from jaxnn._checks import check_bool, check_choice, check_int, check_positive_int, check_real, is_real
 from jaxnn.train.checkpoint import save_checkpoint
 from jaxnn.train.state import TrainState
@@ -141,7 +141,9 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, train_state):
         if self.restore_best and self.best_weights is not None:
-            params, state = jax.tree.map(jnp.asarray, self.best_weights)
+            # Back on the devices the current weights are on: one device, or replicated on a mesh.
+            params, state = jax.tree.map(lambda best, current: parallel.place(best, current.sharding),
+                                         self.best_weights, (train_state.params, train_state.state))
             return train_state._replace(params=params, state=state)
         return None
 

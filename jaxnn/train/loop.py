@@ -303,7 +303,7 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
             logs = averages(totals)
             if validation is not None:
                 validation_means = _evaluate(model, train_state, validation, loss_fn, metric_fns,
-                                             max(batch_size, 1024), mesh=mesh)
+                                             _evaluation_batch(batch_size, mesh), mesh=mesh)
                 logs.update({f"val_{name}": value for name, value in validation_means.items()})
             logs["epoch_seconds"] = seconds
             logs["samples_per_second"] = x.shape[0] / seconds
@@ -319,6 +319,14 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
             callback.on_train_error(error)
         raise
     return train_state, history
+
+
+def _evaluation_batch(batch_size: int, mesh) -> int:
+    """Validation batches: at least 1024 examples; on a mesh a multiple of the (divisible) training
+    batch, so that they split over the devices too."""
+    if mesh is None:
+        return max(batch_size, 1024)
+    return batch_size * max(1, 1024 // batch_size)
 
 
 @functools.lru_cache(maxsize=8)

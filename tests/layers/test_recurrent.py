@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 
 from jaxnn import init as initializers
 from jaxnn.core import Sequential
-from jaxnn.layers.dense import Dense
+from jaxnn.layers.dense import Dense, Flatten
 from jaxnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 CONSTRUCTORS = {
@@ -301,8 +301,20 @@ def test_bidirectional_initial_state_and_errors():
     np.testing.assert_allclose(y, np.concatenate([expected_forward, expected_backward]), rtol=2e-5, atol=2e-5)
     with pytest.raises(ValueError, match=r"^backward: initial_state has shape \(2,\), expected \(3,\)"):
         layer.apply(params, state, x, initial_state={"forward": h_forward, "backward": jnp.zeros(2)})
-    with pytest.raises(ValueError, match=r"^bidirectional: initial_state has no 'backward'"):
+    with pytest.raises(ValueError, match=r"^bidirectional: initial_state must be a dict with an entry for each "
+                                         r"direction that takes one, \['backward', 'forward'\], got \['forward'\]"):
         layer.apply(params, state, x, initial_state={"forward": h_forward})
+    with pytest.raises(ValueError, match=r"got tuple"):
+        layer.apply(params, state, x, initial_state=(h_forward, h_backward))
+    # A backward layer that takes no initial state gets none, and giving it one is refused.
+    mixed = Bidirectional(SimpleRNN(3), Sequential([Flatten(), Dense(3)]))
+    assert mixed.options == ("initial_state",)
+    _, mixed_params, mixed_state = mixed.init(jax.random.key(0), (4, 2))
+    y_mixed, _ = mixed.apply(mixed_params, mixed_state, x, initial_state={"forward": h_forward})
+    expected = numpy_recurrence("tanh", mixed_params["forward"], x[None], h_forward[None])[0]
+    np.testing.assert_allclose(y_mixed[:3], expected, rtol=2e-5, atol=2e-5)
+    with pytest.raises(ValueError, match=r"takes one, \['forward'\], got \['backward', 'forward'\]"):
+        mixed.apply(mixed_params, mixed_state, x, initial_state={"forward": h_forward, "backward": h_backward})
     with pytest.raises(TypeError, match=r"^Bidirectional: `forward` must be a Layer, got function"):
         Bidirectional(GRU)
     with pytest.raises(TypeError, match=r"^Bidirectional: `backward` must be a Layer, got int"):
