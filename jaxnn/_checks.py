@@ -30,6 +30,14 @@ def is_real(value: Any) -> bool:
     return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def as_float(value: Any) -> float:
+    """A real number as a float; an int beyond float's range becomes an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def check_int(value: Any, argument: str, where: str, *, low: int | None = None) -> int:
     """Returns ``value`` as an int, raising unless it is an int of at least ``low``."""
     if low == 1:
@@ -68,10 +76,7 @@ def check_real(value: Any, argument: str, where: str, *, low: float = -math.inf,
         kind = "a real number"
     if not is_real(value):
         raise TypeError(f"{where}: `{argument}` must be {kind}, got {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float's range
-        number = math.inf if value > 0 else -math.inf
+    number = as_float(value)
     below = number < low or (low_open and number == low)
     above = number > high or (high_open and number == high)
     if math.isnan(number) or (finite and math.isinf(number)) or below or above:

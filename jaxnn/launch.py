@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from jaxnn._checks import check_int, check_positive_int
+from jaxnn._checks import check_positive_int
 from jaxnn.parallel import COORDINATOR_VARIABLE, NUM_PROCESSES_VARIABLE, PROCESS_ID_VARIABLE
 
 # How long stopped processes get to exit after SIGTERM before they are killed.
@@ -82,7 +82,7 @@ def run(command: Sequence[str], *, processes: int, devices_per_process: int | No
     """
     processes = check_positive_int(processes, "processes", "jaxnn launch")
     if devices_per_process is not None:
-        devices_per_process = check_int(devices_per_process, "devices_per_process", "jaxnn launch", low=1)
+        devices_per_process = check_positive_int(devices_per_process, "devices_per_process", "jaxnn launch")
     command = list(command)
     if not command:
         raise ValueError("jaxnn launch: no command given; write it after --, e.g. "

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._checks import is_real
+from jaxnn._checks import as_float, is_real
 from jaxnn._dtypes import compute_dtype
 
 PyTree = Any
@@ -193,10 +193,7 @@ def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 
         value = float(array)
     if not is_real(value):
         raise TypeError(f"{optimizer}: {name} must be {kinds}, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float's range
-        number = math.inf if value > 0 else -math.inf
+    number = as_float(value)
     upper = ")" if high_open else "]"
     if not (low <= number <= high) or (high_open and number == high) or math.isnan(number):
         raise ValueError(f"{optimizer}: {name} must be in [{low}, {high}{upper}, got {value}")

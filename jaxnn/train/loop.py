@@ -27,10 +27,12 @@ from jax.experimental import multihost_utils
 
 from jaxnn import parallel
 from jaxnn._checks import check_bool, check_int, check_positive_int, check_real
+from jaxnn.core import first_out_of_range
 from jaxnn.data.checks import check_dataset
 from jaxnn.train.callbacks import Callback, ProgressBar
 from jaxnn.train.history import History
-from jaxnn.train.state import TrainState, check_model, check_optimizer, check_train_state
+from jaxnn.optim.base import check_transformation
+from jaxnn.train.state import TrainState, check_model, check_train_state
 from jaxnn.train.step import (
     NO_BAD_STEP,
     add_sums,
@@ -87,11 +89,11 @@ def _check_data(data: Any, name: str, model, train_state, loss) -> tuple[np.ndar
 
 def _check_probabilities(y: np.ndarray, name: str) -> None:
     """Binary cross-entropy's targets are probabilities: 0 and 1 labels, or values between."""
-    outside = np.argwhere(~((y >= 0) & (y <= 1)))
-    if outside.size:
-        index = tuple(int(i) for i in outside[0])
+    outside = first_out_of_range(y, 0, 1, closed=True)
+    if outside is not None:
+        index, value = outside
         raise ValueError(f"{name} targets of binary_cross_entropy must be in [0, 1] (labels 0 and 1, or "
-                         f"probabilities), got {y[index].item()} at index {index[0] if len(index) == 1 else index}")
+                         f"probabilities), got {value} at index {index[0] if len(index) == 1 else index}")
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:
@@ -262,7 +264,7 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     """
     where = "fit"
     check_model(model, where)
-    check_optimizer(optimizer, where)
+    check_transformation(optimizer, "`optimizer`", where)
     check_train_state(train_state, where)
     epochs = check_int(epochs, "epochs", where, low=0)
     batch_size = check_positive_int(batch_size, "batch_size", where)

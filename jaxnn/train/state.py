@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.core import Layer
+from jaxnn.optim.base import check_transformation
 
 
 class TrainState(NamedTuple):
@@ -42,7 +43,7 @@ def create_train_state(model, optimizer, key: jax.Array, input_shape) -> TrainSt
     ``input_shape`` is checked by the model's ``init``.
     """
     check_model(model, "create_train_state")
-    check_optimizer(optimizer, "create_train_state")
+    check_transformation(optimizer, "`optimizer`", "create_train_state")
     if not isinstance(key, (jax.Array, np.ndarray)):
         raise TypeError(f"create_train_state: `key` must be a PRNG key such as jax.random.key(0), "
                         f"got {key!r}")
@@ -58,15 +59,6 @@ def check_model(model: Any, where: str) -> Layer:
         raise TypeError(f"{where}: `model` must be a jaxnn.Layer (such as jaxnn.Sequential([...])), "
                         f"got {type(model).__name__}")
     return model
-
-
-def check_optimizer(optimizer: Any, where: str) -> Any:
-    """Returns ``optimizer``, raising a ``TypeError`` unless it has the ``init`` and ``update``
-    functions of a gradient transformation (``jaxnn.optim`` or optax)."""
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(f"{where}: `optimizer` must be a gradient transformation with init and update "
-                        f"(such as jaxnn.optim.adam(1e-3)), got {type(optimizer).__name__}")
-    return optimizer
 
 
 def check_train_state(train_state: Any, where: str) -> TrainState:

@@ -19,7 +19,8 @@ from jaxnn import losses as losses_module
 from jaxnn import parallel
 from jaxnn._checks import check_bool, check_callable, check_positive_int
 from jaxnn.optim import apply_updates
-from jaxnn.train.state import TrainState, check_model, check_optimizer
+from jaxnn.optim.base import check_transformation
+from jaxnn.train.state import TrainState, check_model
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -232,7 +233,7 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
     """
     where = "make_train_step"
     check_model(model, where)
-    check_optimizer(optimizer, where)
+    check_transformation(optimizer, "`optimizer`", where)
     steps_per_call = check_positive_int(steps_per_call, "steps_per_call", where)
     donate = check_bool(donate, "donate", where)
     loss = resolve_loss(loss_fn, "loss_fn", where)
