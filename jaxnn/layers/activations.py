@@ -68,19 +68,31 @@ def _as_float(x) -> jax.Array:
     return x
 
 
+@jax.custom_jvp
+def _nan_or_zero(x: jax.Array) -> jax.Array:
+    """NaN where ``x`` is NaN, 0 elsewhere; its derivative is ``_nan_or_zero(x) * t``, so that
+    derivatives of every order are NaN there too, and 0 elsewhere."""
+    return jnp.where(jnp.isnan(x), x, jnp.zeros_like(x))
+
+
+@_nan_or_zero.defjvp
+def _nan_or_zero_jvp(primals, tangents):
+    (x,), (tangent,) = primals, tangents
+    nan_or_zero = _nan_or_zero(x)
+    return nan_or_zero, nan_or_zero * tangent
+
+
 def _nan_where_nan(x: jax.Array, y: jax.Array) -> jax.Array:
     """``y``, except NaN wherever ``x`` is NaN, in the value and in the derivative with respect to ``x``.
 
     For activations whose formula is a comparison (``x > 0``), which is False for NaN and so picks
-    a finite branch. ``expm1(nan_or_zero)`` is NaN where ``x`` is NaN and exactly 0 elsewhere, and
-    so are its derivatives of every order; ``expm1(x)`` itself would overflow at large ``x``, where
-    its branch is not taken, and ``0 * inf`` would make that derivative NaN.
+    a finite branch. A rule of its own for the NaN term keeps the derivative elementwise and cheap
+    (a multiply), where a differentiable NaN-propagating function (``expm1``) would add a
+    transcendental to every forward and backward pass through the activation.
     """
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         return y
-    is_nan = jnp.isnan(x)
-    nan_or_zero = jnp.where(is_nan, x, jnp.zeros_like(x))
-    return jnp.where(is_nan, jnp.expm1(nan_or_zero).astype(y.dtype), y)
+    return jnp.where(jnp.isnan(x), _nan_or_zero(x).astype(y.dtype), y)
 
 
 def relu(x: jax.Array) -> jax.Array:
