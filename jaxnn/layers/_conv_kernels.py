@@ -211,32 +211,44 @@ def _max_pool_cpu_valid(x, window, strides):
 @_max_pool_cpu_valid.defjvp
 def _max_pool_cpu_valid_jvp(window, strides, primals, tangents):
     """The tangent of the first maximum of each window in row-major order, as XLA's derivative of
-    ``reduce_window`` max (and PyTorch's ``max_pool``) picks it when several elements tie."""
+    ``reduce_window`` max (and PyTorch's ``max_pool``) picks it when several elements tie.
+
+    The winner is found by a running comparison of the window's elements, never by comparing
+    them with the maximum for equality: XLA may compute the input of the pooling twice, in two
+    fusions that round differently (a fused multiply-add in one and not in the other), and an
+    element would then not equal the maximum computed from its twin, losing the gradient of the
+    whole window.
+    """
     (x,), (x_dot,) = primals, tangents
-    y = _max_pool_cpu_valid(x, window, strides)
     count = math.prod(window)
+    out = output_sizes(x.shape[1:-1], window, strides, (1,) * len(window), ((0, 0),) * len(window))
     # The winning position is kept for the backward pass; in the narrowest integer that holds it,
     # as memory traffic dominates here (int8 over int32 halves the time of a LeNet pooling layer).
     index_dtype = np.int8 if count < 2**7 else np.int16 if count < 2**15 else np.int32
-    if tuple(window) == tuple(strides):
-        out = y.shape[1:-1]
-        axes = _window_axes(len(window))
-        windows, tangent_windows = _as_windows(x, window, out), _as_windows(x_dot, window, out)
-        position_shape = [1] * windows.ndim
-        for axis, k in zip(axes, window):
-            position_shape[axis] = k
-        position = jnp.arange(count, dtype=index_dtype).reshape(position_shape)
-        first = jnp.min(jnp.where(windows == jnp.expand_dims(y, axes), position, count), axis=axes,
-                        keepdims=True)
-        y_dot = jnp.sum(jnp.where(position == first, tangent_windows, 0), axis=axes)
-        return y, y_dot
-    taps = _taps(x, window, strides, y.shape[1:-1])
-    first = jnp.full(y.shape, count, index_dtype)
-    for position in reversed(range(count)):
-        first = jnp.where(taps[position] == y, np.array(position, index_dtype), first)
-    tangent_taps = _taps(x_dot, window, strides, y.shape[1:-1])
+    taps, tangent_taps = _window_elements(x, window, strides, out), _window_elements(x_dot, window, strides, out)
+    largest, first = taps[0], jnp.zeros(taps[0].shape, index_dtype)
+    for position, tap in enumerate(taps[1:], start=1):
+        later_is_larger = tap > largest
+        largest = jnp.where(later_is_larger, tap, largest)
+        first = jnp.where(later_is_larger, np.array(position, index_dtype), first)
+    y = _max_pool_cpu_valid(x, window, strides)  # as computed without derivatives, NaN kept
     y_dot = sum(jnp.where(first == position, tap, 0) for position, tap in enumerate(tangent_taps))
     return y, y_dot
+
+
+def _window_elements(x, window, strides, out) -> list[jax.Array]:
+    """One ``(N, *out, C)`` array per window offset in row-major order: views of the reshaped
+    windows when they tile the input, strided slices otherwise."""
+    if tuple(window) != tuple(strides):
+        return _taps(x, window, strides, out)
+    windows = _as_windows(x, window, out)
+    elements = []
+    for offset in np.ndindex(*window):
+        index = [slice(None)] * windows.ndim
+        for axis, o in zip(_window_axes(len(window)), offset):
+            index[axis] = o
+        elements.append(windows[tuple(index)])
+    return elements
 
 
 def max_pool_cpu(x, window, strides, pads: Pairs) -> jax.Array:

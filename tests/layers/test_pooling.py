@@ -167,6 +167,28 @@ def test_tied_maxima_by_hand(formulation):
     np.testing.assert_array_equal(grad.reshape(2, 4), [[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
 
 
+def test_max_pool_gradient_survives_an_input_computed_twice(formulation):
+    """A normalization before the pool: compiled without most optimizations (as this file is),
+    XLA computes its output once for the pool and again for the derivative, rounding each
+    differently, so a derivative that compared elements with the maximum for equality lost the
+    gradient of whole windows (found porting a Conv2D, BatchNorm, MaxPool2D stack)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(1, 4, 4, 3)), jnp.float32)
+    mean, inverse_std = (jnp.asarray(rng.uniform(0.5, 2.0, (1, 1, 1, 3)), jnp.float32) for _ in range(2))
+    scale, bias = (jnp.asarray(rng.normal(size=(1, 1, 1, 3)), jnp.float32) for _ in range(2))
+    layer = MaxPool2D(2)
+    _, params, state = layer.init(jax.random.key(0), (4, 4, 3))
+    g = normal(1, (1, 2, 2, 3))
+
+    def loss(x):
+        return jnp.sum(layer.apply(params, state, (x - mean) * inverse_std * scale + bias)[0] * g)
+
+    compiled, eager = jax.jit(jax.grad(loss))(x), jax.grad(loss)(x)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-5)
+    # Each window passes on exactly one element's gradient.
+    assert int(jnp.sum(compiled != 0)) == g.size
+
+
 def test_values_by_hand():
     _, _, state = MaxPool2D(2).init(jax.random.key(0), (4, 4, 1))
     y, _ = MaxPool2D(2).apply({}, state, jnp.arange(16.0).reshape(4, 4, 1))
