@@ -48,6 +48,7 @@ from jaxnn.core.layer import (
     make_layer,
     options_for,
     record_layers,
+    record_outputs,
 )
 
 __all__ = [
@@ -87,5 +88,6 @@ __all__ = [
     "named_children",
     "options_for",
     "record_layers",
+    "record_outputs",
     "split_key",
 ]

@@ -12,7 +12,9 @@ options of all its children and gives each child the ones that child declares
 ``TypeError`` naming it and the options the model does take.
 
 Errors raised inside a layer carry its path (``"encoder/dense_2: expected last axis 64, got 32"``):
-combinators run each child inside :func:`child_scope`, which prefixes the child's name.
+combinators run each child inside :func:`child_scope`, which prefixes the child's name. The same
+paths name the rows :func:`record_layers` collects during ``init`` (for ``jaxnn.summary``) and
+:func:`record_outputs` during ``apply`` (for ``jaxnn.lab.capture``).
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ _depth: contextvars.ContextVar[int] = contextvars.ContextVar("jaxnn_depth", defa
 # A list that collects one row per leaf layer during ``init`` while :func:`record_layers` is
 # active (see ``init_child``).
 _recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar("jaxnn_recorder", default=None)
+# A list that collects one row per layer applied while :func:`record_outputs` is active: read
+# only while Python runs or traces a model, so it costs nothing in compiled code.
+_output_recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar("jaxnn_output_recorder",
+                                                                                default=None)
 
 
 @contextlib.contextmanager
@@ -118,6 +124,27 @@ def record_layers() -> Iterator[list]:
         yield rows
     finally:
         _recorder.reset(token)
+
+
+@contextlib.contextmanager
+def record_outputs() -> Iterator[list]:
+    """Collects ``(path, layer, output)`` for every layer applied inside, in the order the outputs
+    were computed.
+
+    ``path`` is the tuple of child names the layer ran under (:func:`child_scope`; ``()`` for the
+    model itself), ``layer`` the :class:`Layer` and ``output`` its ``y``. A combinator's row comes
+    after its children's rows; a layer that wraps another without a name of its own
+    (``Residual``) gives a second row with the same path after the wrapped layer's.
+    ``jaxnn.lab.capture`` builds its outputs by path from these rows. Outputs are whatever the
+    layers returned: tracers when the model runs under ``jit`` or ``vmap``, to be returned from
+    the same transformed function.
+    """
+    rows: list = []
+    token = _output_recorder.set(rows)
+    try:
+        yield rows
+    finally:
+        _output_recorder.reset(token)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,9 +214,14 @@ def make_layer(name: str, init: Callable, apply: Callable, *, options: Iterable[
                 )
             return apply(*args, **kwargs)
 
-        return scoped(checked_apply, check, params, state, x, key=key, train=train, **given)
+        result = scoped(checked_apply, check, params, state, x, key=key, train=train, **given)
+        outputs = _output_recorder.get()
+        if outputs is not None and isinstance(result, tuple) and len(result) == 2:
+            outputs.append((_path.get(), layer, result[0]))
+        return result
 
-    return Layer(name, scoped_init, scoped_apply, declared, input_check)
+    layer = Layer(name, scoped_init, scoped_apply, declared, input_check)
+    return layer
 
 
 def _bytes_needed(init: Callable, key, input_shape, error: Exception) -> str:
