@@ -1,10 +1,12 @@
-"""The ``jaxnn`` command: ``train`` a classic network on a bundled dataset, ``evaluate`` a run, ``summary``.
+"""The ``jaxnn`` command: ``train`` a classic network on a bundled dataset, ``evaluate`` a run,
+``summary``, ``sweep`` hyperparameters, seeds and folds in one compiled program.
 
     jaxnn train                                  # an MLP on scikit-learn's digits, >= 97% test accuracy
     jaxnn train --dataset mnist1d --model cnn --epochs 30 --out runs/m1d-cnn
     jaxnn train --out runs/m1d-cnn --epochs 50 --resume
     jaxnn evaluate runs/m1d-cnn                  # or runs/m1d-cnn/checkpoint.npz
     jaxnn summary --model cnn --dataset digits
+    jaxnn sweep --lr 1e-3,3e-3,1e-2 --seeds 3 --folds 5 --epochs 20 --out runs/sweep
     jaxnn train --devices all                    # data parallel over every device
     jaxnn launch --processes 2 --devices-per-process 2 -- jaxnn train --devices all
 
@@ -57,6 +59,16 @@ OPTIMIZERS = {
     "adamw": lambda lr: optim.adamw(lr, weight_decay=1e-4),
 }
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3}
+# The optimizers of OPTIMIZERS for `jaxnn sweep`, as functions of the hyperparameters it sweeps.
+# --weight-decay is AdamW's decoupled decay, and for the others the L2 penalty ("l2"), as
+# PyTorch's weight_decay is.
+SWEEP_OPTIMIZERS = {
+    "sgd": lambda learning_rate, momentum=0.0: optim.sgd(learning_rate, momentum=momentum),
+    "momentum": lambda learning_rate, momentum=0.9: optim.sgd(learning_rate, momentum=momentum),
+    "adam": lambda learning_rate: optim.adam(learning_rate),
+    "adamw": lambda learning_rate, weight_decay=1e-4: optim.adamw(learning_rate, weight_decay=weight_decay),
+}
+SWEEP_TABLE, SWEEP_SUMMARY = "table.csv", "summary.json"
 # Settings that define a run; --resume takes them from the run folder. Their flags default to
 # None, so that --resume can tell the flags given from the ones left out; a new run fills in
 # these defaults (and --lr's from DEFAULT_LR).
@@ -464,6 +476,123 @@ def summary(args: argparse.Namespace) -> str:
     return table
 
 
+def lesson(args: argparse.Namespace) -> None:
+    # Imported here: the lessons need matplotlib, which the other commands do not.
+    from jaxnn.lab import lessons
+
+    lessons.command(args)
+
+
+def number_list(flag_name: str, text: str | None) -> list[float] | None:
+    """``"1e-3,3e-3"`` as ``[0.001, 0.003]``; a value that is not a number is a command-line error."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise CommandError(f"{flag_name} must be a comma-separated list of numbers, such as 1e-3,3e-3, "
+                           f"got {text!r}") from None
+
+
+def sweep_grid(args: argparse.Namespace) -> dict[str, list[float]]:
+    """The hyperparameter grid of ``jaxnn sweep``'s flags."""
+    grid = {"learning_rate": number_list("--lr", args.lr) or [DEFAULT_LR[args.optimizer]]}
+    momentum = number_list("--momentum", args.momentum)
+    if momentum is not None:
+        if args.optimizer not in ("sgd", "momentum"):
+            raise CommandError(f"--momentum applies to --optimizer sgd or momentum, not {args.optimizer}")
+        grid["momentum"] = momentum
+    weight_decay = number_list("--weight-decay", args.weight_decay)
+    if weight_decay is not None:
+        grid["weight_decay" if args.optimizer == "adamw" else "l2"] = weight_decay
+    return grid
+
+
+def sweep_plots(out: str, result, quiet: bool) -> list[str]:
+    """A metric against each hyperparameter of several values, and the learning curves."""
+    try:
+        from jaxnn import viz
+    except ImportError as error:
+        if not quiet:
+            print(f"plots skipped: {error}", file=sys.stderr)
+        return []
+    summary_rows = result.summary()
+    metrics = result.metric_names()
+    metric = next(name for name in ("val_accuracy", "val_loss", "accuracy", "loss") if name in metrics)
+    varying = [name for name in result.members[0].hyperparameters
+               if len({member.hyperparameters[name] for member in result.members}) > 1]
+    written = []
+    try:
+        for name in varying:
+            path = os.path.join(out, f"{metric}_vs_{name}.png")
+            viz.plot_sweep_metric(summary_rows, name, metric, path)
+            written.append(path)
+        for name in ("loss", metric):
+            path = os.path.join(out, f"curves_{name}.png")
+            viz.plot_sweep_curves(result, name, path)
+            written.append(path)
+    except ImportError as error:
+        if not quiet:
+            print(f"plots skipped: {error}", file=sys.stderr)
+    return sorted(set(written))
+
+
+def sweep_command(args: argparse.Namespace) -> dict[str, Any]:
+    """``jaxnn sweep``: the grid × seeds × folds in one compiled program; writes ``table.csv``,
+    ``summary.json`` and plots to ``--out``."""
+    if args.epochs < 1:
+        raise CommandError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.seeds < 1:
+        raise CommandError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.folds is not None and args.folds < 2:
+        raise CommandError(f"--folds must be at least 2, got {args.folds}")
+    check_out(args.out)
+    grid = sweep_grid(args)
+    dataset = load_dataset(args.dataset, args.model)
+    model = MODELS[args.model][0](dataset.num_classes, dataset.input_shape)
+    validation = None
+    if args.folds is None:
+        validation = {"val_fraction": 0.1, "seed": 0}
+        (train_data, validation_data) = split(dataset, validation)
+    else:
+        train_data, validation_data = (dataset.x_train, dataset.y_train), None
+    members = math.prod(len(values) for values in grid.values()) * args.seeds * (args.folds or 1)
+    if not args.quiet:
+        print(f"sweep of {members} members ({args.model} on {dataset.name}, {args.optimizer}, "
+              + ", ".join(f"{name} {values}" for name, values in grid.items())
+              + f", {args.seeds} seed(s), " + (f"{args.folds} folds" if args.folds else "10% held out")
+              + f"); output folder {args.out}", file=sys.stderr)
+    started = time.perf_counter()
+    result = jaxnn.train.sweep(model, SWEEP_OPTIMIZERS[args.optimizer], train_data, grid=grid,
+                               seeds=args.seeds, folds=args.folds, epochs=args.epochs,
+                               batch_size=args.batch_size, validation_data=validation_data,
+                               steps_per_call=args.steps_per_call, members_per_call=args.members_per_call,
+                               progress=not (args.quiet or args.no_progress))
+    seconds = time.perf_counter() - started
+    os.makedirs(args.out, exist_ok=True)
+    result.to_csv(os.path.join(args.out, SWEEP_TABLE))
+    best = result.best()
+    metric = next(name for name in ("val_accuracy", "val_loss", "loss") if name in result.metric_names())
+    summary_json = {
+        "settings": {"dataset": args.dataset, "model": args.model, "optimizer": args.optimizer,
+                     "grid": grid, "seeds": args.seeds, "folds": args.folds, "epochs": args.epochs,
+                     "batch_size": args.batch_size, "validation": validation},
+        "members": len(result), "seconds": seconds,
+        "best": {"metric": metric, "hyperparameters": best.hyperparameters, "mean": best.score},
+        "configurations": result.summary(),
+    }
+    write_json(os.path.join(args.out, SWEEP_SUMMARY), summary_json)
+    plots = sweep_plots(args.out, result, args.quiet)
+    if not args.quiet:
+        print(f"best {metric} {best.score:.4f} with "
+              + ", ".join(f"{name}={value:g}" for name, value in best.hyperparameters.items())
+              + f" ({len(result)} members in {seconds:.1f} s; {args.out}: "
+              + ", ".join([SWEEP_TABLE, SWEEP_SUMMARY] + [os.path.basename(path) for path in plots]) + ")")
+    return summary_json
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxnn", description="Neural networks for JAX from pure functions.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -512,6 +641,47 @@ def build_parser() -> argparse.ArgumentParser:
     launch_parser.add_argument("launched", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                                help="the command each process runs")
 
+    lesson_parser = commands.add_parser(
+        "lesson", help="run one of the textbook's lessons; writes figures and report.md",
+        description="Each lesson trains what it needs on a built-in dataset and writes PNG figures and "
+                    "a report.md of the numbers it measured.")
+    lesson_parser.add_argument("name", nargs="?", default=None, metavar="NAME",
+                               help="the lesson to run (see --list)")
+    lesson_parser.add_argument("--list", action="store_true", help="list the lessons and exit")
+    lesson_parser.add_argument("--out", default=None, help="output folder (default: lessons/NAME)")
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="train a grid of hyperparameters x seeds x folds in one compiled program",
+        description="Every member (a learning rate, momentum and weight decay of the grid, a seed, a "
+                    "fold) trains at once in one vmapped program; writes table.csv (one row per member), "
+                    "summary.json (mean and standard deviation per configuration, the best one) and plots.")
+    sweep_parser.add_argument("--dataset", default="digits", metavar="{" + ",".join(DATASET_CHOICES) + "}",
+                              help="dataset (default: digits)")
+    sweep_parser.add_argument("--model", default="mlp", choices=sorted(MODELS), help="network (default: mlp)")
+    sweep_parser.add_argument("--optimizer", default="adam", choices=sorted(SWEEP_OPTIMIZERS),
+                              help="default: adam")
+    sweep_parser.add_argument("--lr", default=None, metavar="LR,LR,...",
+                              help="learning rates (default: the optimizer's, as in jaxnn train)")
+    sweep_parser.add_argument("--momentum", default=None, metavar="M,M,...",
+                              help="momenta, for --optimizer sgd or momentum")
+    sweep_parser.add_argument("--weight-decay", default=None, metavar="WD,WD,...",
+                              help="decoupled weight decay for adamw, an L2 penalty for the others")
+    sweep_parser.add_argument("--seeds", type=int, default=1,
+                              help="seeds 0 .. N-1 per configuration (default: 1)")
+    sweep_parser.add_argument("--folds", type=int, default=None,
+                              help="stratified k-fold cross-validation on the training set (default: none, "
+                                   "10%% of it held out for validation)")
+    sweep_parser.add_argument("--epochs", type=int, default=20, help="epochs per member (default: 20)")
+    sweep_parser.add_argument("--batch-size", type=int, default=64, help="examples per step (default: 64)")
+    sweep_parser.add_argument("--steps-per-call", type=int, default=1,
+                              help="optimizer steps per compiled call, in one lax.scan (default: 1)")
+    sweep_parser.add_argument("--members-per-call", type=int, default=None,
+                              help="train at most this many members at once, to bound memory (default: all)")
+    sweep_parser.add_argument("--out", default=os.path.join("runs", "sweep"),
+                              help="output folder (default: runs/sweep)")
+    sweep_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     summary_parser = commands.add_parser("summary", help="print a model's layers, shapes and parameters")
     summary_parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
     summary_parser.add_argument("--dataset", default="digits", metavar="{" + ",".join(DATASET_CHOICES) + "}")
@@ -529,7 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "launch":
         return launch_command(args)
-    command = {"train": train, "evaluate": evaluate_run, "summary": summary}[args.command]
+    command = {"train": train, "evaluate": evaluate_run, "summary": summary, "lesson": lesson,
+               "sweep": sweep_command}[args.command]
     with CTRL_C:
         try:
             command(args)

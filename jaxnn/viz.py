@@ -1,4 +1,5 @@
-"""Plots of a training run: learning curves and confusion matrices, saved as PNG files.
+"""Plots of a training run and of a sweep: learning curves, confusion matrices, a metric against a
+hyperparameter; saved as PNG files.
 
 Figures are drawn with matplotlib's Agg backend on a ``matplotlib.figure.Figure`` of their own,
 never through ``pyplot``, so plotting works without a display and leaves pyplot's global state
@@ -222,5 +223,110 @@ def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
                 text = f"{values[i, j]:.0f}" if integral else f"{values[i, j]:.2f}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8,
                         color="white" if values[i, j] > threshold else "black")
+    _save(figure, path)
+    return figure
+
+
+def _configuration_label(configuration: Mapping[str, float]) -> str:
+    return ", ".join(f"{name}={value:g}" for name, value in configuration.items()) or "all members"
+
+
+def plot_sweep_metric(summary: Sequence[Mapping[str, Any]], hyperparameter: str, metric: str,
+                      path: str | os.PathLike | None = None):
+    r"""Plots a sweep's ``metric`` against one hyperparameter, with error bars over seeds and folds.
+
+    Each point is one configuration: its mean final ``metric`` (``summary``'s ``METRIC_mean``),
+    with a bar of one standard deviation (``METRIC_std``) either side, over the configuration's
+    members. Configurations that differ in other hyperparameters are separate lines, labelled
+    with those values. The x axis is logarithmic when every value is positive and they span at
+    least a factor of 10 (learning rates, decays).
+
+    Args:
+      summary: :meth:`jaxnn.train.SweepResult.summary`'s rows.
+      hyperparameter: a name of the grid, the x axis.
+      metric: a metric of the histories (``"val_accuracy"``), the y axis.
+      path: where to write the figure as a PNG; nothing is written when None.
+
+    Returns:
+      The ``matplotlib.figure.Figure``.
+
+    Raises:
+      ImportError: matplotlib is not installed.
+      ValueError: ``summary`` is empty, or does not hold ``hyperparameter`` or ``metric``.
+    """
+    rows = list(summary)
+    if not rows:
+        raise ValueError("plot_sweep_metric: summary is empty")
+    if hyperparameter not in rows[0]:
+        raise ValueError(f"plot_sweep_metric: hyperparameter {hyperparameter!r} is not in the summary; "
+                         f"its columns are {list(rows[0])}")
+    if f"{metric}_mean" not in rows[0]:
+        metrics = [name.removesuffix("_mean") for name in rows[0] if name.endswith("_mean")]
+        raise ValueError(f"plot_sweep_metric: metric {metric!r} is not in the summary; it has {metrics}")
+    # The other grid names: the columns before "members", except the plotted one.
+    names = list(rows[0])
+    others = [name for name in names[:names.index("members")] if name != hyperparameter]
+    lines: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        lines.setdefault(tuple(row[name] for name in others), []).append(row)
+    figure = _new_figure(6.0, 4.0)
+    ax = figure.subplots()
+    for key, line in lines.items():
+        line = sorted(line, key=lambda row: row[hyperparameter])
+        ax.errorbar([row[hyperparameter] for row in line], [row[f"{metric}_mean"] for row in line],
+                    yerr=[row[f"{metric}_std"] for row in line], marker="o", capsize=3,
+                    label=_configuration_label(dict(zip(others, key))))
+    values = np.asarray([row[hyperparameter] for row in rows], np.float64)
+    if np.all(values > 0) and values.max() >= 10 * values.min():
+        ax.set_xscale("log")
+    ax.set_xlabel(hyperparameter)
+    ax.set_ylabel(f"final {metric} (mean ± std)")
+    ax.set_title(f"{metric} against {hyperparameter}, {rows[0]['members']} member(s) per point")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(figure, path)
+    return figure
+
+
+def plot_sweep_curves(result: Any, metric: str, path: str | os.PathLike | None = None):
+    """Plots a sweep's learning curves: per configuration, the mean of ``metric`` over its members
+    by epoch, with a band of one standard deviation either side.
+
+    Args:
+      result: a :class:`jaxnn.train.SweepResult`.
+      metric: a metric of the histories (``"loss"``, ``"val_accuracy"``).
+      path: where to write the figure as a PNG; nothing is written when None.
+
+    Returns:
+      The ``matplotlib.figure.Figure``.
+
+    Raises:
+      ImportError: matplotlib is not installed.
+      ValueError: the histories do not hold ``metric``, or hold no epochs.
+    """
+    histories = list(result.histories)
+    if not histories or metric not in histories[0]:
+        recorded = list(histories[0]) if histories else []
+        raise ValueError(f"plot_sweep_curves: metric {metric!r} is not in the histories; "
+                         f"they hold {recorded}")
+    if histories[0].epochs == 0:
+        raise ValueError("plot_sweep_curves: the histories hold no epochs")
+    figure = _new_figure(6.5, 4.0)
+    ax = figure.subplots()
+    epochs = np.arange(1, histories[0].epochs + 1)
+    for configuration in result.configurations():
+        curves = np.asarray([[np.nan if v is None else v for v in history[metric]]
+                             for member, history in zip(result.members, histories)
+                             if member.hyperparameters == configuration], np.float64)
+        mean = curves.mean(axis=0)
+        spread = curves.std(axis=0, ddof=1) if curves.shape[0] > 1 else np.zeros_like(mean)
+        (line,) = ax.plot(epochs, mean, label=_configuration_label(configuration))
+        ax.fill_between(epochs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (mean ± std over seeds and folds)")
+    ax.set_title(f"{metric} by epoch, per configuration")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     _save(figure, path)
     return figure

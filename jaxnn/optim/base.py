@@ -176,14 +176,19 @@ def check_hyperparameter(value: Any, name: str, optimizer: str, *, low: float = 
 
     Infinities are refused unless ``infinity_ok`` (a clipping threshold, where ``inf`` means no
     clipping): an infinite learning rate, ``eps`` or decay turns every update into NaN or inf.
-    Arrays are accepted unchecked when they are traced, so optimizers can be built inside ``jit``
-    or ``vmap`` over their hyperparameters.
+    A traced value (an optimizer built inside ``jit``, or under ``vmap`` over its
+    hyperparameters, as in a sweep) has no value to check yet: only its type is, a real scalar.
     """
     if schedule_ok and callable(value):
         return
-    if isinstance(value, jax.core.Tracer):
-        return
     kinds = "a number or a schedule (a function of the step count)" if schedule_ok else "a number"
+    if isinstance(value, jax.core.Tracer):
+        if not (jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)):
+            raise TypeError(f"{optimizer}: {name} must be {kinds}, got a traced array of dtype {value.dtype}")
+        if value.ndim != 0:
+            raise ValueError(f"{optimizer}: {name} must be a scalar, "
+                             f"got a traced array of shape {value.shape}")
+        return
     if isinstance(value, (jax.Array,)) or hasattr(value, "__array__"):
         array = value if isinstance(value, jax.Array) else np.asarray(value)
         if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)):

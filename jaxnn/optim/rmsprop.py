@@ -103,7 +103,8 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e
     nesterov = check_flag(nesterov, "nesterov", "rmsprop")
     transforms = [scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, centered),
                   scale_by_learning_rate(learning_rate)]
-    if momentum > 0:
+    # A traced momentum (a sweep over it) always keeps a buffer: its value is not known here.
+    if isinstance(momentum, jax.core.Tracer) or momentum > 0:
         transforms.append(trace(momentum, nesterov))
     elif nesterov:
         raise ValueError("rmsprop: nesterov=True needs momentum > 0")

@@ -88,8 +88,10 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool =
     check_hyperparameter(learning_rate, "learning_rate", "sgd", schedule_ok=True)
     check_hyperparameter(momentum, "momentum", "sgd", high=1.0, high_open=True)
     nesterov = check_flag(nesterov, "nesterov", "sgd")
-    if nesterov and momentum == 0:
+    # A traced momentum (a sweep over it) always keeps a buffer: its value is not known here.
+    no_momentum = not isinstance(momentum, jax.core.Tracer) and momentum == 0
+    if nesterov and no_momentum:
         raise ValueError("sgd: nesterov=True needs momentum > 0")
-    if momentum == 0:
+    if no_momentum:
         return chain(scale_by_learning_rate(learning_rate))
     return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
