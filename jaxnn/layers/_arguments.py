@@ -199,17 +199,56 @@ def layer_norm_hint(args: tuple, kwargs: dict) -> str:
             "the last axis, whose size is inferred)")
 
 
+def group_norm_hint(args: tuple, kwargs: dict) -> str:
+    # nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)
+    options = {"eps": args[2]} if len(args) > 2 else {}
+    return (f"PyTorch's {call('GroupNorm', args)} is {call('GroupNorm', args[:1], options)} here (the "
+            "channels, last axis, are inferred)")
+
+
+def rms_norm_hint(args: tuple, kwargs: dict) -> str:
+    # nn.RMSNorm(normalized_shape, eps=None, elementwise_affine=True)
+    options = {"eps": args[1]} if len(args) > 1 else {}
+    return (f"PyTorch's {call('RMSNorm', args)} is {call('RMSNorm', (), options)} here (it normalizes "
+            "the last axis, whose size is inferred)")
+
+
+def conv_transpose_hint(ndim: int) -> Hint:
+    label = f"ConvTranspose{ndim}D"
+    torch_label = f"ConvTranspose{ndim}d"
+
+    def hint(args: tuple, kwargs: dict) -> str | None:
+        # nn.ConvTransposeNd(in_channels, out_channels, kernel_size, stride, padding, output_padding,
+        # groups, bias, dilation, padding_mode): note groups before dilation, unlike ConvNd.
+        if not (len(args) >= 3 and is_int(args[0]) and is_int(args[1])):
+            return None
+        names = (None, None, None, "stride", "padding", "output_padding", "groups", "use_bias", "dilation")
+        options = {**_named(names, args), **_kwargs(kwargs, {"bias": "use_bias"})}
+        options.pop("padding_mode", None)
+        return (f"PyTorch's {call(torch_label, args, kwargs)} is {call(label, args[1:3], options)} here "
+                "(input channels are inferred)")
+
+    return hint
+
+
+def upsample_hint(args: tuple, kwargs: dict) -> str:
+    # nn.Upsample(size=None, scale_factor=None, mode='nearest', align_corners=None): size comes first.
+    options = _named(("size", "scale_factor", "mode"), args)
+    options = {key: value for key, value in options.items() if value is not None}
+    scale = options.pop("scale_factor", None)
+    translated = call("Upsample", () if scale is None else (scale,), options)
+    return (f"PyTorch's {call('Upsample', args)} is {translated} "
+            "here (PyTorch's first positional argument is the size, jaxnn's the scale factor)")
+
+
 def recurrent_hint(label: str, torch_label: str) -> Hint:
     def hint(args: tuple, kwargs: dict) -> str | None:
         # nn.RNN/LSTM/GRU(input_size, hidden_size, num_layers=1, ...)
         if not (is_int(args[0]) and is_int(args[1])):
             return None
-        stacked = ""
-        if len(args) > 2 and is_int(args[2]) and args[2] > 1:
-            stacked = (f"; for num_layers={args[2]}, stack {args[2]} layers in a Sequential, all but the "
-                       "last with return_sequences=True")
-        return (f"PyTorch's {call(torch_label, args)} is {call(label, args[1:2])} here (input features are "
-                f"inferred){stacked}")
+        options = {"num_layers": args[2]} if len(args) > 2 and is_int(args[2]) and args[2] > 1 else {}
+        translated = call(label, args[1:2], options)
+        return f"PyTorch's {call(torch_label, args)} is {translated} here (input features are inferred)"
 
     return hint
 

@@ -1,5 +1,6 @@
-"""Attention layers over sequences ``(*batch, time, features)``: multi-head self-attention,
-sinusoidal and learned positional embeddings, and the transformer encoder block built from them.
+"""Attention layers over sequences ``(*batch, time, features)``: multi-head self- and
+cross-attention, sinusoidal and learned positional embeddings, and the transformer encoder block
+built from them.
 """
 
 from __future__ import annotations
@@ -54,17 +55,33 @@ def _check_sequence(x: Any) -> jax.Array:
     return x
 
 
-def _check_mask(mask: Any, x: jax.Array) -> jax.Array:
+def _check_mask(mask: Any, x: jax.Array, keys: int) -> jax.Array:
+    """A key padding mask ``(*batch, Tk)``, or a mask per query and key ``(*batch, Tq, Tk)``."""
     if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
         raise LayerTypeError(f"mask must be a boolean array, got {type(mask).__name__}")
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
         raise LayerTypeError(f"mask must be boolean (True for real tokens), got dtype {mask.dtype}")
-    if tuple(mask.shape) != tuple(x.shape[:-1]):
+    batch = tuple(x.shape[:-2])
+    if tuple(mask.shape) not in (batch + (keys,), batch + (x.shape[-2], keys)):
         raise LayerValueError(
-            f"mask has shape {tuple(mask.shape)}, expected {tuple(x.shape[:-1])} (*batch, time) of the input"
+            f"mask has shape {tuple(mask.shape)}, expected {batch + (keys,)} (*batch, keys) or "
+            f"{batch + (x.shape[-2], keys)} (*batch, queries, keys)"
         )
     return mask
+
+
+def _check_context(context: Any, x: jax.Array, context_features: int) -> jax.Array:
+    context = check_array(context, "context")
+    check_floating(context, "context")
+    sizes = ", ".join(map(str, x.shape[:-2] + ("keys", context_features)))
+    expected = f"({sizes}) (*batch, keys, context_features)"
+    if context.ndim != x.ndim or context.shape[:-2] != x.shape[:-2] or context.shape[-1] != context_features:
+        raise LayerValueError(f"context has shape {tuple(context.shape)}, expected {expected} for an "
+                              f"input of shape {tuple(x.shape)}")
+    if context.shape[-2] == 0:
+        raise LayerValueError(f"context has no keys: shape {tuple(context.shape)}")
+    return context
 
 
 @positional_limit(attention_hint)
@@ -73,46 +90,69 @@ def MultiHeadAttention(
     *,
     causal: bool = False,
     dropout: float = 0.0,
+    context_features: int | None = None,
     w_init=initializers.glorot_uniform(),
     b_init=initializers.zeros(),
     param_dtype=jnp.float32,
 ) -> Layer:
-    """Multi-head self-attention over ``x (*batch, T, D)``, as PyTorch's ``nn.MultiheadAttention``.
+    """Multi-head attention over ``x (*batch, Tq, D)``, as PyTorch's ``nn.MultiheadAttention``.
 
-    With ``heads`` heads of size ``d = D / heads``, and each head taking its ``d`` columns of
-    ``q``, ``k``, ``v``::
+    Self-attention by default; with the option ``context (*batch, Tk, Dc)``, cross-attention:
+    queries from ``x``, keys and values from ``context`` (a decoder attending to an encoder's
+    output). With ``c = context`` (or ``c = x`` without it), ``heads`` heads of size
+    ``d = D / heads``, and each head taking its ``d`` columns of ``q``, ``k``, ``v``::
 
-        q = x @ wq + bq        k = x @ wk + bk        v = x @ wv + bv
+        q = x @ wq + bq        k = c @ wk + bk        v = c @ wv + bv
         s[t, u] = q_t . k_u / sqrt(d)                  (per head; u ranges over keys)
         a[t, :] = softmax(s[t, :] over allowed u)      (a[t, u] = 0 where u is not allowed)
         y = concatenate_heads(a @ v) @ wo + bo
 
-    Key ``u`` is allowed for query ``t`` when ``mask[u]`` is True (a real token, not padding) and,
-    with ``causal=True``, when ``u <= t``. A query with no allowed key gets ``a[t, :] = 0``, so its
+    Key ``u`` is allowed for query ``t`` when the mask allows it (``mask[u]`` of a key padding
+    mask, True for real tokens; ``mask[t, u]`` of a mask per query and key) and, with
+    ``causal=True``, when ``u <= t``. A query with no allowed key gets ``a[t, :] = 0``, so its
     output is ``bo``, with finite gradients (PyTorch gives NaN there). Scores and softmax are
-    computed in at least float32; the output has the promoted dtype of ``x`` and the params. With
-    ``train=True`` and ``dropout > 0``, ``a`` goes through inverted dropout (needs ``key``).
+    computed in at least float32; the output ``(*batch, Tq, D)`` has the promoted dtype of ``x``
+    and the params. With ``train=True`` and ``dropout > 0``, ``a`` goes through inverted dropout
+    (needs ``key``).
 
-    Params ``q``, ``k``, ``v``, ``o``, each ``{"w": (D, D), "b": (D,)}`` (a :func:`Dense`).
-    ``apply(params, state, x, *, key=None, train=False, mask=None)`` with ``mask`` a boolean
-    ``(*batch, T)`` array, True for real tokens. Outputs at padded positions are computed but
-    meaningless.
+    Params ``q``, ``k``, ``v``, ``o``, each ``{"w", "b"}`` (a :func:`Dense`): ``q`` and ``o`` have
+    ``w (D, D)``, ``k`` and ``v`` have ``w (Dc, D)``; all biases are ``(D,)``. ``init`` sees only
+    ``x``'s shape, so the context's feature size ``Dc`` is the argument ``context_features``
+    (``D`` when None). ``apply(params, state, x, *, key=None, train=False, mask=None,
+    context=None)``, with ``mask`` a boolean ``(*batch, Tk)`` or ``(*batch, Tq, Tk)`` array
+    (``Tk = Tq`` without context) and ``context`` an array ``(*batch, Tk, Dc)`` with the batch axes
+    of ``x``. Combinators route both options to every attention layer inside them. Outputs at
+    padded query positions are computed but meaningless.
 
     Porting from PyTorch (``batch_first=True``): ``in_proj_weight`` splits in three ``(D, D)``
     blocks ``Wq, Wk, Wv`` and ``wq = Wq.T`` etc., ``in_proj_bias`` likewise; ``wo = out_proj.weight.T``,
-    ``bo = out_proj.bias``. PyTorch's ``key_padding_mask`` is True for padding: pass its negation.
+    ``bo = out_proj.bias``. Built with ``kdim = vdim = Dc != D``, PyTorch keeps separate
+    ``q_proj_weight (D, D)``, ``k_proj_weight (D, Dc)`` and ``v_proj_weight (D, Dc)``: ``wq``,
+    ``wk``, ``wv`` are their transposes. PyTorch's ``key_padding_mask`` and boolean ``attn_mask``
+    are True where attending is *not* allowed: pass their negation (``mask = ~key_padding_mask``
+    or ``~attn_mask``; both together: ``~key_padding_mask[..., None, :] & ~attn_mask``).
 
     Args:
       heads: number of heads; must divide ``D``.
       causal: whether query ``t`` sees only keys ``u <= t``.
       dropout: probability of dropping each attention weight in training, in ``[0, 1)``.
+      context_features: the size ``Dc`` of the context's last axis, for cross-attention whose
+        context has other features than ``x``; None means ``D``.
       w_init, b_init: initializers of the four projections; Glorot uniform weights (PyTorch's
         ``in_proj_weight``) and zero biases by default.
       param_dtype: dtype of the parameters.
+
+    Example (a decoder's queries attending to an encoder's output)::
+
+        layer = MultiHeadAttention(4, context_features=32)
+        output_shape, params, state = layer.init(jax.random.key(0), (10, 64))   # x: (10, 64)
+        y, _ = layer.apply(params, state, x, context=encoded)   # encoded: (batch, 20, 32)
     """
     heads = check_positive_int(heads, "heads", "MultiHeadAttention")
     causal = check_bool(causal, "causal", "MultiHeadAttention")
     rate = check_real(dropout, "dropout", "MultiHeadAttention", low=0.0, high=1.0, high_open=True)
+    if context_features is not None:
+        context_features = check_positive_int(context_features, "context_features", "MultiHeadAttention")
     check_initializer(w_init, "w_init", "MultiHeadAttention")
     check_initializer(b_init, "b_init", "MultiHeadAttention")
     param_dtype = check_param_dtype(param_dtype, "MultiHeadAttention")
@@ -129,26 +169,39 @@ def MultiHeadAttention(
         shape = as_shape(input_shape)
         check_min_ndim(shape, 2, "(time, features)")
         check_features(shape[-1])
+        context_shape = shape[:-1] + (shape[-1] if context_features is None else context_features,)
         params = {}
         for name, child_key in zip(names, jax.random.split(key, len(names))):
-            _, params[name], _ = init_child(name, projection(shape[-1]), child_key, shape)
+            child_shape = context_shape if name in ("k", "v") else shape
+            _, params[name], _ = init_child(name, projection(shape[-1]), child_key, child_shape)
         return shape, params, {}
 
-    def apply(params, state, x, *, key=None, train=False, mask=None):
+    def apply(params, state, x, *, key=None, train=False, mask=None, context=None):
         x = _check_sequence(x)
         features, time = x.shape[-1], x.shape[-2]
         check_features(features)
         check_entries(params, names)
         _check_features_match(params["q"], features)
+        if context is None:
+            if context_features not in (None, features):
+                raise LayerValueError(
+                    f"this layer attends to a context of {context_features} features "
+                    f"(context_features={context_features}): pass context= (*batch, keys, {context_features})"
+                )
+            context = x
+        else:
+            context = _check_context(context, x, features if context_features is None else context_features)
+        keys = context.shape[-2]
         if mask is not None:
-            mask = _check_mask(mask, x)
-        projected = [_run(name, projection(features), params[name], x) for name in ("q", "k", "v")]
-        projected_dtype = projected[0].dtype
+            mask = _check_mask(mask, x, keys)
+        projected = [_run(name, projection(features), params[name], source)
+                     for name, source in (("q", x), ("k", context), ("v", context))]
+        projected_dtype = compute_dtype(*[a.dtype for a in projected])
         size = features // heads
         wide = compute_dtype(projected_dtype, jnp.float32)
-        q, k, v = [a.astype(wide).reshape(x.shape[:-1] + (heads, size)) for a in projected]
+        q, k, v = [a.astype(wide).reshape(a.shape[:-1] + (heads, size)) for a in projected]
         scores = jnp.einsum("...thd,...uhd->...htu", q, k) * jnp.asarray(1 / math.sqrt(size), wide)
-        allowed = _allowed(mask, causal, time, scores.ndim)
+        allowed = _allowed(mask, causal, time, keys, scores.ndim)
         weights = _masked_softmax(scores, allowed)
         if train and rate > 0:
             weights, _ = Dropout(rate).apply({}, {}, weights, key=key, train=True)
@@ -156,7 +209,7 @@ def MultiHeadAttention(
         y = _run("o", projection(features), params["o"], attended.astype(projected_dtype))
         return y, state
 
-    return make_layer("multi_head_attention", init, apply, options=("mask",))
+    return make_layer("multi_head_attention", init, apply, options=("context", "mask"))
 
 
 def _check_features_match(projection_params, features: int) -> None:
@@ -172,14 +225,17 @@ def _run(name: str, layer: Layer, params, x, **options):
     return y
 
 
-def _allowed(mask, causal: bool, time: int, ndim: int):
-    """Which keys each query may attend to, broadcastable to scores ``(*batch, heads, T, T)``."""
+def _allowed(mask, causal: bool, time: int, keys: int, ndim: int):
+    """Which keys each query may attend to, broadcastable to scores ``(*batch, heads, Tq, Tk)``.
+
+    ``mask`` is ``(*batch, Tk)`` (one row for every query) or ``(*batch, Tq, Tk)``.
+    """
     allowed = None
     if mask is not None:
-        allowed = mask[..., None, None, :]
+        allowed = mask[..., None, None, :] if mask.ndim == ndim - 2 else mask[..., None, :, :]
     if causal:
-        lower = jnp.asarray(np.tril(np.ones((time, time), bool)))
-        lower = lower.reshape((1,) * (ndim - 2) + (time, time))
+        lower = jnp.asarray(np.tril(np.ones((time, keys), bool)))
+        lower = lower.reshape((1,) * (ndim - 2) + (time, keys))
         allowed = lower if allowed is None else allowed & lower
     return allowed
 

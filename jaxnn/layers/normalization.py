@@ -1,7 +1,8 @@
-"""Normalization layers: BatchNorm (with running statistics kept in ``state``) and LayerNorm.
+"""Normalization layers: BatchNorm (with running statistics kept in ``state``), LayerNorm,
+GroupNorm and RMSNorm.
 
-Both normalize the last axis of their input (features last, as everywhere in jaxnn) and compute
-their statistics in at least float32, whatever the input dtype.
+Features are the last axis of their input, as everywhere in jaxnn; statistics are computed in at
+least float32, whatever the input dtype.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_real
+from jaxnn._checks import check_positive_int, check_real
 from jaxnn.core import (
     Layer,
     LayerValueError,
+    Static,
     as_shape,
+    batch_shape,
     check_array,
     check_entries,
     check_entry,
@@ -29,10 +32,16 @@ from jaxnn.core import (
     make_layer,
 )
 from jaxnn.init import Initializer, ones, zeros
-from jaxnn.layers._arguments import batch_norm_hint, layer_norm_hint, positional_limit
+from jaxnn.layers._arguments import (
+    batch_norm_hint,
+    group_norm_hint,
+    layer_norm_hint,
+    positional_limit,
+    rms_norm_hint,
+)
 
 
-__all__ = ["BatchNorm", "LayerNorm"]
+__all__ = ["BatchNorm", "GroupNorm", "LayerNorm", "RMSNorm"]
 
 
 def _check_constructor_arguments(name: str, eps: float, scale_init, bias_init, param_dtype) -> jnp.dtype:
@@ -225,3 +234,124 @@ def LayerNorm(
         return y.astype(x.dtype), state
 
     return make_layer("layer_norm", init, apply)
+
+
+@positional_limit(group_norm_hint)
+def GroupNorm(
+    groups: int,
+    *,
+    eps: float = 1e-5,
+    scale_init: Initializer = ones(),
+    bias_init: Initializer = zeros(),
+    param_dtype=jnp.float32,
+) -> Layer:
+    """Group normalization, as PyTorch's ``nn.GroupNorm(groups, C)``, on channels-last inputs.
+
+    The ``C`` channels (the last axis) are split into ``groups`` groups of ``C / groups``
+    consecutive channels. For each example and group, over the group's channels and every
+    per-example axis before them (the spatial axes of ``(L, C)`` or ``(H, W, C)``)::
+
+        mu     = mean(x)
+        sigma2 = mean((x - mu)^2)                    (biased)
+        y      = (x - mu) / sqrt(sigma2 + eps) * scale[c] + bias[c]
+
+    Params ``scale (C,)`` and ``bias (C,)`` (PyTorch's ``weight`` and ``bias``, ported as they
+    are). The same in training and evaluation. ``state`` records the per-example input shape,
+    to tell batch axes from spatial ones; it holds no arrays. Statistics are computed in at least
+    float32; the output has the dtype of ``x``. ``groups=1`` normalizes each example as a whole;
+    ``groups=C`` is instance normalization.
+
+    Args:
+      groups: number of groups; must divide ``C``.
+      eps: added to the variance before the square root, ``> 0``.
+      scale_init, bias_init: initializers of ``scale`` and ``bias``.
+      param_dtype: dtype of ``scale`` and ``bias``.
+
+    Example::
+
+        layer = GroupNorm(4)
+        output_shape, params, state = layer.init(jax.random.key(0), (32, 32, 16))
+        y, state = layer.apply(params, state, images)   # images: (N, 32, 32, 16)
+    """
+    groups = check_positive_int(groups, "groups", "GroupNorm")
+    param_dtype = _check_constructor_arguments("GroupNorm", eps, scale_init, bias_init, param_dtype)
+
+    def check_channels(channels: int) -> None:
+        if channels % groups:
+            raise LayerValueError(f"channels (={channels}) must be divisible by `groups` (={groups})")
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        check_min_ndim(shape, 1, "(..., channels)")
+        check_channels(shape[-1])
+        params = _scale_and_bias(key, shape[-1], scale_init, bias_init, param_dtype)
+        return shape, params, {"input_shape": Static(shape)}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        x, scale, bias = _checked_input_and_params(x, params)
+        check_channels(x.shape[-1])
+        batch_axes = batch_shape(x, state)
+        dtype = compute_dtype(x.dtype, scale.dtype, bias.dtype, jnp.float32)
+        grouped = x.astype(dtype).reshape(x.shape[:-1] + (groups, x.shape[-1] // groups))
+        # Statistics over the per-example axes but the group axis (second to last).
+        axes = tuple(range(len(batch_axes), grouped.ndim - 2)) + (grouped.ndim - 1,)
+        mean, variance = _mean_and_variance(grouped, axes)
+        normalized = ((grouped - mean) * jax.lax.rsqrt(variance + eps)).reshape(x.shape)
+        y = normalized * expand_to(scale.astype(dtype), x.ndim) + expand_to(bias.astype(dtype), x.ndim)
+        return y.astype(x.dtype), state
+
+    return make_layer("group_norm", init, apply)
+
+
+@positional_limit(rms_norm_hint)
+def RMSNorm(
+    *,
+    eps: float | None = None,
+    scale_init: Initializer = ones(),
+    param_dtype=jnp.float32,
+) -> Layer:
+    """Root-mean-square normalization over the last axis, as PyTorch's ``nn.RMSNorm(D)``.
+
+    With ``D`` features (the last axis), params ``scale (D,)`` (PyTorch's ``weight``), no bias and
+    no state. For each position, over its ``D`` features::
+
+        y = x / sqrt(mean(x^2) + eps) * scale
+
+    With ``eps=None`` (the default), ``eps`` is the machine epsilon of the input's dtype
+    (``jnp.finfo(x.dtype).eps``, ``torch.finfo(x.dtype).eps`` in PyTorch), as PyTorch does. The
+    mean is computed in at least float32; the output has the dtype of ``x``.
+
+    Every argument is keyword-only: PyTorch's first positional argument is the normalized shape,
+    which jaxnn infers, so ``RMSNorm(64)`` is an error rather than ``eps=64``.
+
+    Args:
+      eps: added to the mean square before the square root, ``> 0``, or None.
+      scale_init: initializer of ``scale`` (ones).
+      param_dtype: dtype of ``scale``.
+    """
+    if eps is not None:
+        eps = check_real(eps, "eps", "RMSNorm", low=0.0, low_open=True)
+    check_initializer(scale_init, "scale_init", "RMSNorm")
+    param_dtype = check_param_dtype(param_dtype, "RMSNorm")
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        check_min_ndim(shape, 1, "(..., features)")
+        return shape, {"scale": scale_init(key, shape[-1:], param_dtype)}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        x = check_array(x)
+        check_floating(x)
+        (scale,) = check_entries(params, ("scale",))
+        scale = check_entry(scale, "params['scale']", ("features",))
+        check_trailing_shape(x, scale.shape)
+        epsilon = float(jnp.finfo(x.dtype).eps) if eps is None else eps
+        dtype = compute_dtype(x.dtype, scale.dtype, jnp.float32)
+        wide = x.astype(dtype)
+        mean_square = jnp.mean(jnp.square(wide), axis=-1, keepdims=True)
+        y = wide * jax.lax.rsqrt(mean_square + epsilon) * expand_to(scale.astype(dtype), x.ndim)
+        return y.astype(x.dtype), state
+
+    return make_layer("rms_norm", init, apply)

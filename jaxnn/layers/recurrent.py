@@ -2,7 +2,8 @@
 Bidirectional combinator that runs two of them, one each way along time.
 
 The formulas are PyTorch's (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``), so weights port by transposing
-and, for the LSTM, summing PyTorch's two biases. The loop over time and its derivative are in
+and, for the LSTM, summing PyTorch's two biases; ``num_layers`` stacks layers as PyTorch's
+argument of that name does. The loop over time and its derivative are in
 ``jaxnn.layers._recurrence``.
 """
 
@@ -37,6 +38,7 @@ from jaxnn.core import (
 )
 from jaxnn.layers._arguments import positional_limit, recurrent_hint
 from jaxnn.layers._recurrence import CELLS, recurrence
+from jaxnn.layers.dropout import Dropout
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
 
@@ -65,7 +67,58 @@ def _check_state_array(value: Any, expected: tuple[int, ...], what: str) -> jax.
 
 
 def _recurrent_layer(name: str, label: str, cell_name: str, hidden: int, settings: dict) -> Layer:
-    """Builds SimpleRNN, LSTM and GRU, which differ only in their cell and bias layout.
+    """Builds SimpleRNN, LSTM and GRU: one layer, or ``settings["num_layers"]`` stacked ones."""
+    num_layers = check_positive_int(settings["num_layers"], "num_layers", label)
+    rate = check_real(settings["dropout"], "dropout", label, low=0.0, high=1.0, high_open=True)
+    if num_layers == 1:
+        if rate:
+            raise LayerValueError(f"{label}: `dropout` (={settings['dropout']}) acts between stacked layers "
+                                  "and needs num_layers > 1; for dropout on the output, add a Dropout layer")
+        return _single_layer(name, label, cell_name, hidden, settings)
+    return_sequences = check_bool(settings["return_sequences"], "return_sequences", label)
+    inner = _single_layer(name, label, cell_name, hidden, {**settings, "return_sequences": True})
+    last = _single_layer(name, label, cell_name, hidden, settings) if not return_sequences else inner
+    return _stacked(name, [inner] * (num_layers - 1) + [last], rate)
+
+
+def _stacked(name: str, layers: list[Layer], rate: float) -> Layer:
+    """Layers run one after the other, each reading the sequence of hidden states of the one before,
+    with dropout between them (not after the last), as PyTorch's ``num_layers``/``dropout``."""
+    names = [f"layer_{k}" for k in range(len(layers))]
+    dropout = Dropout(rate)
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape)
+        check_min_ndim(shape, 2, "(time, features)")
+        params, state = {}, {}
+        for child_name, layer, child_key in zip(names, layers, jax.random.split(key, len(layers))):
+            shape, params[child_name], state[child_name] = init_child(child_name, layer, child_key, shape)
+        return shape, params, state
+
+    def apply(params, state, x, *, key=None, train=False, initial_state=None):
+        for what, tree in (("params", params), ("state", state)):
+            check_entries(tree, names, what)
+        if initial_state is not None and (not isinstance(initial_state, (tuple, list))
+                                          or len(initial_state) != len(layers)):
+            got = f"a sequence of {len(initial_state)}" if isinstance(initial_state, (tuple, list)) \
+                else type(initial_state).__name__
+            raise LayerTypeError(f"initial_state of {len(layers)} stacked layers must be a sequence of "
+                                 f"{len(layers)} per-layer initial states, got {got}")
+        keys = split_key(key, len(layers) - 1) + [None]
+        new_state = {}
+        for index, (child_name, layer) in enumerate(zip(names, layers)):
+            options = {} if initial_state is None else {"initial_state": initial_state[index]}
+            x, new_state[child_name] = apply_child(
+                child_name, layer, params[child_name], state[child_name], x, train=train, **options)
+            if index < len(layers) - 1 and train and rate > 0:
+                x, _ = apply_child(f"dropout_{index}", dropout, {}, {}, x, key=keys[index], train=True)
+        return x, new_state
+
+    return make_layer(name, init, apply, options=("initial_state",))
+
+
+def _single_layer(name: str, label: str, cell_name: str, hidden: int, settings: dict) -> Layer:
+    """Builds one SimpleRNN, LSTM or GRU layer, which differ only in their cell and bias layout.
 
     ``settings`` are the constructor's keyword arguments; ``label`` is the constructor's name, for
     error messages.
@@ -149,6 +202,8 @@ def _recurrent_layer(name: str, label: str, cell_name: str, hidden: int, setting
 def SimpleRNN(
     hidden: int,
     *,
+    num_layers: int = 1,
+    dropout: float = 0.0,
     nonlinearity: str = "tanh",
     return_sequences: bool = False,
     reverse: bool = False,
@@ -176,8 +231,27 @@ def SimpleRNN(
     Porting from PyTorch: ``wi = weight_ih_l0.T``, ``wh = weight_hh_l0.T``,
     ``b = bias_ih_l0 + bias_hh_l0``.
 
+    Stacked layers, as PyTorch's ``num_layers``: with ``num_layers=N > 1``, layer ``k`` reads the
+    sequence of hidden states of layer ``k - 1`` (layer 0 reads ``x``), and only the last layer's
+    output is returned (its last state, or every state with ``return_sequences=True``)::
+
+        h^0 = layer_0(x)        h^k = layer_k(dropout(h^{k-1}))        y = h^{N-1}
+
+    where ``dropout`` acts only with ``train=True`` (then ``apply`` needs ``key``, split in
+    ``N - 1`` keys, one per dropout), between layers and not after the last, as in PyTorch.
+    Params are then ``{"layer_0": {...}, ..., "layer_{N-1}": {...}}``, each the params of one
+    layer; PyTorch's ``*_l{k}`` weights port to ``layer_{k}`` as above. ``initial_state`` is then
+    a sequence of ``N`` per-layer initial states (PyTorch's ``h_0[k]``), each as for one layer.
+    ``reverse=True`` runs every layer backward in time. PyTorch's ``bidirectional=True`` with
+    ``num_layers > 1`` feeds each layer both directions of the one before, which is a
+    ``Sequential`` of :func:`Bidirectional` layers with ``return_sequences=True`` here (each
+    direction's own ``num_layers=N`` would stack the directions apart).
+
     Args:
       hidden: size ``H`` of the hidden state.
+      num_layers: number of stacked layers, ``N``.
+      dropout: probability of dropping each element of the sequence between stacked layers in
+        training, in ``[0, 1)``; only with ``num_layers > 1``.
       nonlinearity: ``"tanh"`` or ``"relu"``.
       return_sequences: return every hidden state instead of the last.
       reverse: run from the last time step to the first.
@@ -191,7 +265,8 @@ def SimpleRNN(
     """
     if nonlinearity not in ("tanh", "relu"):
         raise LayerValueError(f"SimpleRNN: `nonlinearity` must be 'tanh' or 'relu', got {nonlinearity!r}")
-    settings = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
+    settings = {"num_layers": num_layers, "dropout": dropout,
+                "return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
                 "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init, "param_dtype": param_dtype}
     return _recurrent_layer("simple_rnn", "SimpleRNN", nonlinearity, hidden, settings)
 
@@ -200,6 +275,8 @@ def SimpleRNN(
 def LSTM(
     hidden: int,
     *,
+    num_layers: int = 1,
+    dropout: float = 0.0,
     return_sequences: bool = False,
     reverse: bool = False,
     unroll: int = 1,
@@ -228,8 +305,14 @@ def LSTM(
     Porting from PyTorch: ``wi = weight_ih_l0.T``, ``wh = weight_hh_l0.T``,
     ``b = bias_ih_l0 + bias_hh_l0`` (the two biases only ever appear summed).
 
+    Stacked layers (``num_layers=N > 1``, with ``dropout`` between them) as in :func:`SimpleRNN`:
+    params ``{"layer_0": ..., ..., "layer_{N-1}": ...}``, PyTorch's ``*_l{k}`` weights ported to
+    ``layer_{k}``; ``initial_state`` a sequence of ``N`` tuples ``(h, c)`` (PyTorch's
+    ``(h_0[k], c_0[k])``).
+
     Args:
       hidden: size ``H`` of the hidden and cell states.
+      num_layers, dropout: stacked layers and the dropout between them, as in :func:`SimpleRNN`.
       return_sequences, reverse, unroll: as in :func:`SimpleRNN`.
       forget_bias: added to the forget-gate block of ``b`` at initialization (Jozefowicz et al. use
         1.0); the formula is unchanged, so trained weights still port to PyTorch.
@@ -238,7 +321,8 @@ def LSTM(
       param_dtype: dtype of the parameters.
     """
     forget_bias = check_real(forget_bias, "forget_bias", "LSTM")
-    settings = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
+    settings = {"num_layers": num_layers, "dropout": dropout,
+                "return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
                 "forget_bias": forget_bias, "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init,
                 "param_dtype": param_dtype}
     return _recurrent_layer("lstm", "LSTM", "lstm", hidden, settings)
@@ -248,6 +332,8 @@ def LSTM(
 def GRU(
     hidden: int,
     *,
+    num_layers: int = 1,
+    dropout: float = 0.0,
     return_sequences: bool = False,
     reverse: bool = False,
     unroll: int = 1,
@@ -270,15 +356,21 @@ def GRU(
     Porting from PyTorch: ``wi = weight_ih_l0.T``, ``wh = weight_hh_l0.T``, ``bi = bias_ih_l0``,
     ``bh = bias_hh_l0``.
 
+    Stacked layers (``num_layers=N > 1``, with ``dropout`` between them) as in :func:`SimpleRNN`:
+    params ``{"layer_0": ..., ..., "layer_{N-1}": ...}``, PyTorch's ``*_l{k}`` weights ported to
+    ``layer_{k}``; ``initial_state`` a sequence of ``N`` arrays ``(*batch, H)``.
+
     Args:
       hidden: size ``H`` of the hidden state.
+      num_layers, dropout: stacked layers and the dropout between them, as in :func:`SimpleRNN`.
       return_sequences, reverse, unroll: as in :func:`SimpleRNN`.
       wi_init, b_init: initializers; ``wi`` defaults to Glorot uniform over ``(in, 3H)``, as Keras;
         ``b_init`` initializes both ``bi`` and ``bh``.
       wh_init: initializer called once per gate with shape ``(H, H)``; orthogonal by default.
       param_dtype: dtype of the parameters.
     """
-    settings = {"return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
+    settings = {"num_layers": num_layers, "dropout": dropout,
+                "return_sequences": return_sequences, "reverse": reverse, "unroll": unroll,
                 "wi_init": wi_init, "wh_init": wh_init, "b_init": b_init, "param_dtype": param_dtype}
     return _recurrent_layer("gru", "GRU", "gru", hidden, settings)
 

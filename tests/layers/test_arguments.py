@@ -40,6 +40,11 @@ POSITIONAL = {
     "Embedding": ("vocab_size", "features"),
     "Conv1D": ("features", "kernel_size"),
     "Conv2D": ("features", "kernel_size"),
+    "GroupNorm": ("groups",),
+    "RMSNorm": (),
+    "ConvTranspose1D": ("features", "kernel_size"),
+    "ConvTranspose2D": ("features", "kernel_size"),
+    "Upsample": ("scale_factor",),
     "MaxPool1D": ("window",),
     "MaxPool2D": ("window",),
     "AvgPool1D": ("window",),
@@ -204,8 +209,11 @@ def test_recurrent_calls_name_the_hidden_size():
     layer = _run_translation(error.value)
     _, params, _ = layer.init(jax.random.key(0), (5, 64))
     assert params["wh"].shape == (128, 4 * 128)  # nn.LSTM(64, 128).weight_hh_l0 is (4 * 128, 128)
-    with pytest.raises(TypeError, match="stack 2 layers in a Sequential"):
+    with pytest.raises(TypeError, match=r"PyTorch's GRU\(64, 128, 2\) is GRU\(128, num_layers=2\) here") as error:
         jaxnn.layers.GRU(64, 128, 2)
+    _, params, _ = _run_translation(error.value).init(jax.random.key(0), (5, 64))
+    # nn.GRU(64, 128, 2).weight_ih_l0 is (3 * 128, 64) and weight_ih_l1 (3 * 128, 128).
+    assert params["layer_0"]["wi"].shape == (64, 384) and params["layer_1"]["wi"].shape == (128, 384)
 
 
 def test_keywords_still_work_and_errors_inside_the_constructor_are_unchanged():

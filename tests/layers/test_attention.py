@@ -367,3 +367,60 @@ def test_transformer_block_ports_from_pytorch(norm_first):
     y, _ = layer.apply(params, state, jnp.asarray(x, jnp.float32), mask=jnp.asarray(~padding))
     real = ~padding
     np.testing.assert_allclose(np.asarray(y)[real], expected[real], rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-attention: queries from x, keys and values from the `context=` option.
+
+
+def numpy_cross_attention(params, x, context, heads, allowed):
+    """Attention of ``x (N, Tq, D)`` to ``context (N, Tk, Dc)`` in float64, ``allowed (N, Tq, Tk)``."""
+    p, x, context = as_numpy(params), np.asarray(x, np.float64), np.asarray(context, np.float64)
+    size = x.shape[-1] // heads
+    q = x @ p["q"]["w"] + p["q"]["b"]
+    k, v = (context @ p[name]["w"] + p[name]["b"] for name in ("k", "v"))
+    attended = np.zeros_like(q)
+    for n, head, t in np.ndindex(x.shape[0], heads, x.shape[1]):
+        columns = slice(head * size, (head + 1) * size)
+        keys = np.flatnonzero(allowed[n, t])
+        if keys.size:
+            scores = k[n][keys][:, columns] @ q[n, t, columns] / math.sqrt(size)
+            weights = np.exp(scores - scores.max())
+            attended[n, t, columns] = (weights / weights.sum()) @ v[n][keys][:, columns]
+    return attended @ p["o"]["w"] + p["o"]["b"]
+
+
+def test_cross_attention_against_numpy_with_causal_and_per_query_masks():
+    layer = MultiHeadAttention(2, causal=True, context_features=3)
+    output_shape, params, state = layer.init(jax.random.key(0), (4, 6))
+    assert output_shape == (4, 6) and layer.options == ("context", "mask")
+    assert params["k"]["w"].shape == (3, 6) and params["v"]["w"].shape == (3, 6) and params["q"]["w"].shape == (6, 6)
+    params = random_tree(params)
+    rng = np.random.default_rng(1)
+    x, context = rng.normal(size=(2, 4, 6)).astype(np.float32), rng.normal(size=(2, 5, 3)).astype(np.float32)
+    mask = rng.random((2, 4, 5)) < 0.7
+    # causal: key u is allowed for query t when u <= t, over the (Tq, Tk) rectangle.
+    allowed = mask & np.tril(np.ones((4, 5), bool))
+    y = jitted(layer, params, state, jnp.asarray(x), context=jnp.asarray(context), mask=jnp.asarray(mask))
+    np.testing.assert_allclose(y, numpy_cross_attention(params, x, context, 2, allowed), rtol=1e-5, atol=1e-5)
+
+
+def test_cross_attention_bad_contexts_and_masks():
+    layer = MultiHeadAttention(2, context_features=3)
+    _, params, state = layer.init(jax.random.key(0), (4, 6))
+    x = jnp.ones((2, 4, 6))
+    with pytest.raises(ValueError, match=r"^multi_head_attention: this layer attends to a context of 3 features "
+                                         r"\(context_features=3\): pass context="):
+        layer.apply(params, state, x)
+    with pytest.raises(ValueError, match=r"^multi_head_attention: context has shape \(2, 5, 4\), expected "
+                                         r"\(2, keys, 3\) \(\*batch, keys, context_features\)"):
+        layer.apply(params, state, x, context=jnp.ones((2, 5, 4)))
+    with pytest.raises(ValueError, match=r"^multi_head_attention: context has shape \(5, 3\), expected"):
+        layer.apply(params, state, x, context=jnp.ones((5, 3)))
+    with pytest.raises(TypeError, match=r"^multi_head_attention: expected a floating-point context, got dtype int32"):
+        layer.apply(params, state, x, context=jnp.ones((2, 5, 3), jnp.int32))
+    with pytest.raises(ValueError, match=r"^multi_head_attention: mask has shape \(2, 4\), expected \(2, 5\) "
+                                         r"\(\*batch, keys\) or \(2, 4, 5\) \(\*batch, queries, keys\)"):
+        layer.apply(params, state, x, context=jnp.ones((2, 5, 3)), mask=jnp.ones((2, 4), bool))
+    with pytest.raises(ValueError, match=r"^MultiHeadAttention: `context_features` \(=0\) must be a positive int"):
+        MultiHeadAttention(2, context_features=0)

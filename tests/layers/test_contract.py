@@ -7,6 +7,7 @@ in ``CASES`` fails ``test_every_exported_layer_is_covered``.
 """
 
 import inspect
+import math
 import re
 
 import jax
@@ -26,6 +27,8 @@ CASES = {
     "Dropout": (lambda: jaxnn.layers.Dropout(0.3), [(5,), (2, 5)], False),
     "BatchNorm": (jaxnn.layers.BatchNorm, [(5,), (4, 5), (3, 3, 2)], False),
     "LayerNorm": (jaxnn.layers.LayerNorm, [(5,), (4, 5)], False),
+    "GroupNorm": (lambda: jaxnn.layers.GroupNorm(2), [(3, 4)], False),
+    "RMSNorm": (jaxnn.layers.RMSNorm, [(5,)], False),
     "Relu": (jaxnn.layers.Relu, [(5,), (2, 5)], False),
     "Sigmoid": (jaxnn.layers.Sigmoid, [(5,)], False),
     "Tanh": (jaxnn.layers.Tanh, [(5,)], False),
@@ -38,6 +41,11 @@ CASES = {
     "Conv1D": (lambda: jaxnn.layers.Conv1D(4, 3, padding="SAME"), [(6, 2), (5, 3)], False),
     "Conv2D": (lambda: jaxnn.layers.Conv2D(4, (3, 2), stride=2, padding=1, dilation=(1, 2), groups=2),
                [(7, 6, 4), (5, 5, 2)], False),
+    "ConvTranspose1D": (lambda: jaxnn.layers.ConvTranspose1D(3, 3, stride=2, padding=1, output_padding=1),
+                        [(4, 2)], False),
+    "ConvTranspose2D": (lambda: jaxnn.layers.ConvTranspose2D(4, (3, 2), stride=(2, 1), dilation=(1, 2), groups=2),
+                        [(3, 2, 4)], False),
+    "Upsample": (lambda: jaxnn.layers.Upsample(2, mode="bilinear"), [(2, 3, 2)], False),
     "MaxPool1D": (lambda: jaxnn.layers.MaxPool1D(2), [(6, 3)], False),
     "MaxPool2D": (lambda: jaxnn.layers.MaxPool2D(2, padding="SAME"), [(5, 4, 2)], False),
     "AvgPool1D": (lambda: jaxnn.layers.AvgPool1D(3, stride=2, padding=1), [(7, 2)], False),
@@ -46,6 +54,7 @@ CASES = {
     "SimpleRNN": (lambda: jaxnn.layers.SimpleRNN(4), [(5, 3)], False),
     "LSTM": (lambda: jaxnn.layers.LSTM(4, return_sequences=True), [(5, 3)], False),
     "GRU": (lambda: jaxnn.layers.GRU(4, reverse=True), [(5, 3)], False),
+    "SimpleRNN(num_layers=2)": (lambda: jaxnn.layers.SimpleRNN(4, num_layers=2, dropout=0.2), [(5, 3)], False),
     "Bidirectional": (lambda: jaxnn.layers.Bidirectional(jaxnn.layers.GRU(3, return_sequences=True)), [(4, 2)], False),
     "MultiHeadAttention": (lambda: jaxnn.layers.MultiHeadAttention(2, causal=True), [(5, 4)], False),
     "SinusoidalPositionalEmbedding": (jaxnn.layers.SinusoidalPositionalEmbedding, [(5, 4), (3, 5)], False),
@@ -57,6 +66,15 @@ CASES = {
 }
 
 PARAMS = [(name, shape) for name, (_, shapes, _) in CASES.items() for shape in shapes]
+# Cases whose compiled checks run only with `-m slow`: each also has a PyTorch parity test in the
+# default run (tests/layers/test_torch_parity.py), which checks its outputs and gradients.
+SLOW_CASES = {"GroupNorm", "RMSNorm", "ConvTranspose1D", "ConvTranspose2D", "SimpleRNN(num_layers=2)"}
+
+
+def marked(params):
+    """``params`` for ``parametrize``, the ones of :data:`SLOW_CASES` marked slow."""
+    return [pytest.param(*entry, marks=pytest.mark.slow) if entry[0] in SLOW_CASES else entry
+            for entry in params]
 
 
 def test_every_exported_layer_is_covered():
@@ -71,7 +89,7 @@ def make_input(shape, integer, seed=0):
     return jax.random.normal(jax.random.key(seed), shape)
 
 
-@pytest.mark.parametrize("name,input_shape", PARAMS)
+@pytest.mark.parametrize("name,input_shape", marked(PARAMS))
 @pytest.mark.parametrize("batch_shape", [(), (3,), (2, 3)])
 def test_init_predicts_apply_shape(name, input_shape, batch_shape):
     factory, _, integer = CASES[name]
@@ -87,7 +105,7 @@ def test_init_predicts_apply_shape(name, input_shape, batch_shape):
         assert y_train.shape == y.shape
 
 
-@pytest.mark.parametrize("name,input_shape", PARAMS)
+@pytest.mark.parametrize("name,input_shape", marked(PARAMS))
 def test_jit_and_vmap_agree_with_the_batched_call(name, input_shape):
     factory, _, integer = CASES[name]
     layer = factory()
@@ -100,7 +118,7 @@ def test_jit_and_vmap_agree_with_the_batched_call(name, input_shape):
     np.testing.assert_allclose(single, batched, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,input_shape", PARAMS)
+@pytest.mark.parametrize("name,input_shape", marked(PARAMS))
 def test_gradients_are_finite_and_flow_to_every_parameter(name, input_shape):
     factory, _, integer = CASES[name]
     layer = factory()
@@ -158,7 +176,10 @@ OPTION_VALUES = {
     "GRU": lambda batch: {"initial_state": _hidden(batch, 4, 0.5)},
     "Bidirectional": lambda batch: {"initial_state": {"forward": _hidden(batch, 3, 0.5),
                                                       "backward": _hidden(batch, 3, -0.5)}},
-    "MultiHeadAttention": lambda batch: {"mask": jnp.broadcast_to(jnp.arange(5) < 3, batch + (5,))},
+    "SimpleRNN(num_layers=2)": lambda batch: {"initial_state": [_hidden(batch, 4, 0.5), _hidden(batch, 4, -0.5)]},
+    # Cross-attention: 6 keys from a context, 3 of them real.
+    "MultiHeadAttention": lambda batch: {"mask": jnp.broadcast_to(jnp.arange(6) < 3, batch + (6,)),
+                                         "context": jnp.linspace(-1, 1, 24 * math.prod(batch)).reshape(batch + (6, 4))},
     "TransformerEncoderBlock": lambda batch: {"mask": jnp.broadcast_to(jnp.arange(5) < 3, batch + (5,))},
 }
 COMBINATORS = {"Sequential", "Residual", "Concat"}
@@ -257,5 +278,5 @@ def test_an_unknown_option_inside_a_model_lists_the_options_the_model_takes():
     model = Sequential([jaxnn.layers.LSTM(3, return_sequences=True), jaxnn.layers.MultiHeadAttention(1)])
     _, params, state = model.init(jax.random.key(0), (4, 2))
     with pytest.raises(TypeError, match=r"^sequential: no layer of this model takes the option 'masks'; "
-                                        r"it takes initial_state, mask$"):
+                                        r"it takes context, initial_state, mask$"):
         model.apply(params, state, jnp.ones((4, 2)), masks=jnp.ones(4, bool))

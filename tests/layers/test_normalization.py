@@ -473,3 +473,62 @@ def test_norm_constructor_arguments_are_type_checked():
         LayerNorm(eps=float("inf"))
     with pytest.raises(TypeError, match=r"^BatchNorm: `scale_init` must be an initializer"):
         BatchNorm(scale_init=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# GroupNorm and RMSNorm (their parity with PyTorch, gradients included, is in test_torch_parity.py).
+
+
+def test_groupnorm_against_numpy_for_any_number_of_batch_axes():
+    from jaxnn.layers.normalization import GroupNorm
+
+    layer = GroupNorm(2)
+    output_shape, params, state = layer.init(jax.random.key(0), (3, 4))
+    assert output_shape == (3, 4) and jax.tree_util.tree_map(jnp.shape, params) == {"scale": (4,), "bias": (4,)}
+    params = {"scale": jnp.asarray([1.0, 2.0, 3.0, 4.0]), "bias": jnp.asarray([0.0, 1.0, 0.0, -1.0])}
+    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, 3, 4)).astype(np.float32)
+    y, new_state = layer.apply(params, state, jnp.asarray(x))
+    assert new_state == state
+    # Per example and group of 2 channels: statistics over the 3 positions and the group's channels.
+    groups = x.astype(np.float64).reshape(2, 5, 3, 2, 2)
+    mean = groups.mean(axis=(2, 4), keepdims=True)
+    variance = groups.var(axis=(2, 4), keepdims=True)
+    expected = ((groups - mean) / np.sqrt(variance + 1e-5)).reshape(x.shape) * np.asarray(params["scale"])
+    np.testing.assert_allclose(y, expected + np.asarray(params["bias"]), rtol=1e-5, atol=1e-5)
+    single, _ = layer.apply(params, state, jnp.asarray(x[1, 2]))
+    np.testing.assert_allclose(single, y[1, 2], rtol=1e-6, atol=1e-6)
+
+
+def test_rmsnorm_default_eps_is_the_machine_epsilon_of_the_input_dtype():
+    from jaxnn.layers.normalization import RMSNorm
+
+    layer = RMSNorm()
+    _, params, state = layer.init(jax.random.key(0), (3,))
+    # Values so small that eps dominates the mean square: bfloat16's eps is 2^-7.
+    x = np.full((2, 3), 2.0 ** -6)
+    for dtype, eps in ((jnp.float32, 2.0 ** -23), (jnp.bfloat16, 2.0 ** -7)):
+        y, _ = layer.apply(params, state, jnp.asarray(x, dtype))
+        assert y.dtype == dtype
+        np.testing.assert_allclose(np.asarray(y, np.float64), x / np.sqrt(x ** 2 + eps), rtol=1e-2)
+    y, _ = RMSNorm(eps=1.0).apply(params, state, jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(y, x / np.sqrt(x ** 2 + 1.0), rtol=1e-6)
+
+
+def test_groupnorm_and_rmsnorm_errors():
+    from jaxnn.layers.normalization import GroupNorm, RMSNorm
+
+    with pytest.raises(ValueError, match=r"^group_norm: channels \(=5\) must be divisible by `groups` \(=2\)"):
+        GroupNorm(2).init(jax.random.key(0), (3, 5))
+    with pytest.raises(ValueError, match=r"^GroupNorm: `groups` \(=0\) must be a positive int"):
+        GroupNorm(0)
+    with pytest.raises(ValueError, match=r"^RMSNorm: `eps` \(=0\) must be positive"):
+        RMSNorm(eps=0)
+    with pytest.raises(TypeError, match=r"^GroupNorm takes groups positionally .* PyTorch's GroupNorm\(2, 64\) is "
+                                        r"GroupNorm\(2\) here"):
+        GroupNorm(2, 64)
+    with pytest.raises(TypeError, match=r"^RMSNorm takes its arguments by keyword only .* PyTorch's "
+                                        r"RMSNorm\(64, 1e-06\) is RMSNorm\(eps=1e-06\) here"):
+        RMSNorm(64, 1e-6)
+    _, params, state = RMSNorm().init(jax.random.key(0), (4,))
+    with pytest.raises(ValueError, match=r"^rms_norm: expected last axis 4, got 3"):
+        RMSNorm().apply(params, state, jnp.ones((2, 3)))
