@@ -75,3 +75,21 @@ def test_lstm_timeseries_beats_the_naive_forecast():
 @pytest.mark.slow
 def test_lstm_timeseries_approaches_the_noise_floor():
     assert load_example("lstm_timeseries").main(["--no-progress"]) < 0.13
+
+
+def test_fine_tune_digits_transfers_in_a_few_epochs():
+    results = load_example("fine_tune_digits").main(["--epochs", "4", "--no-progress"])
+    assert results["pre-trained on 0-4"] >= 0.9 and results["fine-tuned head on 5-9"] >= 0.6
+
+
+@pytest.mark.slow
+def test_fine_tune_digits_pretrained_body_beats_a_random_one():
+    results = load_example("fine_tune_digits").main(["--no-progress"])
+    assert results["fine-tuned head on 5-9"] > results["head on a random body, 5-9"]
+
+
+def test_port_from_pytorch_matches_and_fine_tunes():
+    pytest.importorskip("torch")
+    results = load_example("port_from_pytorch").main(["--torch-steps", "100", "--epochs", "1", "--no-progress"])
+    assert results["report"].passed and results["ported"] == results["pytorch"]
+    assert results["fine-tuned, back in pytorch"] == pytest.approx(results["fine-tuned in jaxnn"], abs=0.01)

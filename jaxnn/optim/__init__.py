@@ -25,6 +25,14 @@ from jaxnn.optim.base import (
     scale_by_learning_rate,
 )
 from jaxnn.optim.clip import clip, clip_by_global_norm
+from jaxnn.optim.partition import (
+    MaskedState,
+    MultiTransformState,
+    masked,
+    multi_transform,
+    path_labels,
+    set_to_zero,
+)
 from jaxnn.optim.rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
 from jaxnn.optim.schedules import (
     constant_schedule,
@@ -48,6 +56,8 @@ __all__ = [
     "AccumulateGradientsState",
     "EmptyState",
     "GradientTransformation",
+    "MaskedState",
+    "MultiTransformState",
     "ScaleByAdamState",
     "ScaleByRmsState",
     "ScaleByRssState",
@@ -71,6 +81,9 @@ __all__ = [
     "identity",
     "join_schedules",
     "linear_schedule",
+    "masked",
+    "multi_transform",
+    "path_labels",
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "rmsprop",
@@ -79,6 +92,7 @@ __all__ = [
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_rss",
+    "set_to_zero",
     "sgd",
     "skip_non_finite",
     "trace",
