@@ -5,7 +5,7 @@ subpackages; its exports are derived from ``jaxnn.layers.__all__``, so a new lay
 here.
 """
 
-from jaxnn import data, init, layers, losses, metrics, models, optim, parallel, train, viz
+from jaxnn import data, init, interop, lab, layers, losses, metrics, models, optim, parallel, train, viz
 from jaxnn.core import Concat, Layer, Residual, Sequential
 from jaxnn.layers import *  # noqa: F403
 from jaxnn.summary import summary
@@ -15,5 +15,6 @@ __version__ = "0.1.0"
 __all__ = sorted(
     layers.__all__
     + ["Concat", "Layer", "Residual", "Sequential", "__version__", "summary"]
-    + ["data", "init", "layers", "losses", "metrics", "models", "optim", "parallel", "train", "viz"]
+    + ["data", "init", "interop", "lab", "layers", "losses", "metrics", "models", "optim", "parallel", "train",
+       "viz"]
 )

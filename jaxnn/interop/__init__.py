@@ -3,12 +3,12 @@
 - :func:`from_torch` / :func:`to_torch`: weights from a ``torch.nn.Module`` (or its state dict)
   into a jaxnn model and back, with a :class:`ConversionReport` that runs both and compares
   outputs and gradients layer by layer (needs ``pip install 'jaxnn[torch]'``).
-- :func:`save_weights` / :func:`load_weights`: params and state in the safetensors format
-  (needs ``pip install 'jaxnn[safetensors]'``).
+- :func:`save_weights` / :func:`load_weights`: params and state in the safetensors format, read
+  and written by jaxnn itself (the ``safetensors`` package is needed only by other readers).
 - :func:`export` / :func:`load_exported`: a model with its weights as a serialized StableHLO
-  program that runs without jaxnn.
+  program that runs without jaxnn (needs ``pip install 'jaxnn[export]'``, for flatbuffers).
 
-torch and safetensors are imported only when the functions that need them run.
+torch and flatbuffers are imported only when the functions that need them run.
 """
 
 from jaxnn.interop.export import export, load_exported
