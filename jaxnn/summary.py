@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import jax
-
-from jaxnn.core import Layer, as_shape, count_parameters, record_layers
+from jaxnn.core import Layer, as_shape, count_parameters, leaf_layers
 
 
 def _format_bytes(size: int) -> str:
@@ -32,19 +30,7 @@ def summary(model: Layer, input_shape) -> str:
     if not isinstance(model, Layer):
         raise TypeError(f"summary: expected a Layer, got {type(model).__name__}")
     input_shape = as_shape(input_shape)
-    rows: list = []
-    found = {}
-
-    def shapes_only(key):
-        with record_layers() as recorded:
-            output_shape, params, state = model.init(key, input_shape)
-        rows.extend(recorded)
-        found["output_shape"] = tuple(output_shape)
-        return params, state
-
-    params, state = jax.eval_shape(shapes_only, jax.random.key(0))
-    if not rows:
-        rows.append(((), model.name, found["output_shape"], params, state))
+    rows, output_shape, params, state = leaf_layers(model, input_shape)
     total_count, total_size = count_parameters(params)
     table = [("path", "layer", "output shape", "params", "bytes")]
     row_count = row_size = 0
@@ -67,7 +53,7 @@ def summary(model: Layer, input_shape) -> str:
     lines += [line(row) for row in table[1:]]
     lines += [
         rule,
-        f"output shape: {found['output_shape']}",
+        f"output shape: {output_shape}",
         f"total params: {total_count:,} ({_format_bytes(total_size)})",
         f"non-trainable state: {state_count:,} ({_format_bytes(state_size)})",
     ]

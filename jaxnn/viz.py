@@ -23,7 +23,9 @@ _VALIDATION_PREFIX = "val_"
 _MAX_ANNOTATED_CLASSES = 20
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A figure of ``width`` × ``height`` inches with an Agg canvas and constrained layout: no
+    pyplot, so no global state and no display needed."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -126,7 +128,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
 
     columns = min(3, len(chosen))
     rows = math.ceil(len(chosen) / columns)
-    figure = _new_figure(4.5 * columns, 3.5 * rows)
+    figure = new_figure(4.5 * columns, 3.5 * rows)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     epochs = np.arange(1, next(iter(series.values())).size + 1)
     for ax, base in zip(axes, chosen):
@@ -203,7 +205,7 @@ def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
         values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
 
     size = min(4.0 + 0.4 * classes, 16.0)
-    figure = _new_figure(size + 1.5, size)
+    figure = new_figure(size + 1.5, size)
     ax = figure.subplots()
     image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(values.max(), 1.0))
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -269,7 +271,7 @@ def plot_sweep_metric(summary: Sequence[Mapping[str, Any]], hyperparameter: str,
     lines: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
         lines.setdefault(tuple(row[name] for name in others), []).append(row)
-    figure = _new_figure(6.0, 4.0)
+    figure = new_figure(6.0, 4.0)
     ax = figure.subplots()
     for key, line in lines.items():
         line = sorted(line, key=lambda row: row[hyperparameter])
@@ -311,7 +313,7 @@ def plot_sweep_curves(result: Any, metric: str, path: str | os.PathLike | None =
                          f"they hold {recorded}")
     if histories[0].epochs == 0:
         raise ValueError("plot_sweep_curves: the histories hold no epochs")
-    figure = _new_figure(6.5, 4.0)
+    figure = new_figure(6.5, 4.0)
     ax = figure.subplots()
     epochs = np.arange(1, histories[0].epochs + 1)
     for configuration in result.configurations():

@@ -126,6 +126,36 @@ def record_layers() -> Iterator[list]:
         _recorder.reset(token)
 
 
+class LeafLayers(NamedTuple):
+    """What :func:`leaf_layers` finds: one ``(path, kind, output_shape, params, state)`` row per
+    leaf layer, the model's output shape, and its params and state as shape-dtype structs."""
+
+    rows: list
+    output_shape: tuple[int, ...]
+    params: Any
+    state: Any
+
+
+def leaf_layers(model: Layer, input_shape: tuple[int, ...]) -> LeafLayers:
+    """The leaf layers of ``model`` for per-example ``input_shape``, found with ``jax.eval_shape``:
+    no parameters are allocated and no data is needed. A model that is a single layer is one row.
+    ``jaxnn.summary`` and ``jaxnn.interop`` read a model's structure from these rows."""
+    rows: list = []
+    found = {}
+
+    def shapes_only(key):
+        with record_layers() as recorded:
+            output_shape, params, state = model.init(key, input_shape)
+        rows.extend(recorded)
+        found["output_shape"] = tuple(output_shape)
+        return params, state
+
+    params, state = jax.eval_shape(shapes_only, jax.random.key(0))
+    if not rows:
+        rows.append(((), model.name, found["output_shape"], params, state))
+    return LeafLayers(rows, found["output_shape"], params, state)
+
+
 @contextlib.contextmanager
 def record_outputs() -> Iterator[list]:
     """Collects ``(path, layer, output)`` for every layer applied inside, in the order the outputs

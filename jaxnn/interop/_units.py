@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxnn.core import Layer, as_shape, record_layers
+from jaxnn.core import Layer, as_shape, leaf_layers
 
 # Layers built from children by jaxnn that PyTorch holds as one module, told apart by their
 # params' keys.
@@ -81,19 +81,7 @@ def model_layout(model: Layer, input_shape) -> ModelLayout:
     if not isinstance(model, Layer):
         raise TypeError(f"expected a jaxnn Layer as the model, got {type(model).__name__}")
     input_shape = as_shape(input_shape)
-    rows: list = []
-    found = {}
-
-    def shapes_only(key):
-        with record_layers() as recorded:
-            output_shape, params, state = model.init(key, input_shape)
-        rows.extend(recorded)
-        found["output_shape"] = tuple(output_shape)
-        return params, state
-
-    params, state = jax.eval_shape(shapes_only, jax.random.key(0))
-    if not rows:
-        rows.append(((), model.name, found["output_shape"], params, state))
+    rows, output_shape, params, state = leaf_layers(model, input_shape)
 
     units: list[Unit] = []
     seen: set[tuple[str, ...]] = set()
@@ -132,5 +120,5 @@ def model_layout(model: Layer, input_shape) -> ModelLayout:
             units.append(Unit(unit_path, unit_kind, unit_params, unit_state, tuple(output_shape),
                               spatial_input, spatial, flattened_from))
         previous_kind, previous_shape = unit_kind, tuple(output_shape)
-    return ModelLayout(tuple(input_shape), units, params, state, found["output_shape"], first_kind in SPATIAL_KINDS, spatial,
+    return ModelLayout(tuple(input_shape), units, params, state, output_shape, first_kind in SPATIAL_KINDS, spatial,
                        first_kind)

@@ -43,15 +43,8 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def leaf_name(prefix: str, path: tuple) -> str:
-    parts = [prefix]
-    for entry in path:
-        for attribute in ("key", "idx", "name"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
+    """``"params/dense_0/w"`` for ``params["dense_0"]["w"]``: keys, indices and attribute names."""
+    return "/".join([prefix] + ([jax.tree_util.keystr(path, simple=True, separator="/")] if path else []))
 
 
 def named_leaves(params: Any, state: Any) -> dict[str, Any]:

@@ -169,15 +169,7 @@ def multi_transform(transforms: Mapping[Hashable, GradientTransformation],
 def parameter_path(path: tuple) -> str:
     """``"dense_0/w"`` for the key path of ``params["dense_0"]["w"]``: dict keys, sequence indices
     and attribute names joined with ``/``."""
-    parts = []
-    for entry in path:
-        for attribute in ("key", "idx", "name"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
+    return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def path_labels(patterns: Mapping[str, Hashable]) -> Callable[[PyTree], PyTree]:

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 SATURATION_FRACTION = 0.01
 

@@ -25,7 +25,8 @@ import numpy as np
 import jaxnn
 from jaxnn import losses
 from jaxnn.lab import backprop
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 LEARNING_RATE = 0.5
 

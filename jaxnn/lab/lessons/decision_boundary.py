@@ -16,7 +16,8 @@ import numpy as np
 
 import jaxnn
 from jaxnn import data, optim, train
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 
 def mlp(classes: int, width: int = 64):

@@ -17,7 +17,8 @@ import numpy as np
 import jaxnn
 from jaxnn import data, optim, train
 from jaxnn.lab import capture
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 WIDTHS = (32, 16)
 

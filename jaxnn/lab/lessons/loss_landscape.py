@@ -31,7 +31,8 @@ import numpy as np
 
 import jaxnn
 from jaxnn import data, losses, optim, train
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 
 def filter_normalized_direction(key: jax.Array, params):

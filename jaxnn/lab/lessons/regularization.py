@@ -21,7 +21,8 @@ import numpy as np
 
 import jaxnn
 from jaxnn import data, optim, train
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 SETUPS = ("none", "L2", "dropout", "early stopping")
 L2_STRENGTH = 3e-3

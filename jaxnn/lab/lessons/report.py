@@ -12,21 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-INSTALL_HINT = 'the lessons need matplotlib; install it with: pip install "jaxnn[viz]"'
-
-
-def new_figure(width: float, height: float):
-    """A figure of ``width`` × ``height`` inches with an Agg canvas and constrained layout."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(INSTALL_HINT) from error
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def number(value: Any) -> str:
     """A measured number as it reads best in a table: 4 significant digits, exponent when far from 1."""
     if isinstance(value, (str, int)):  # labels, counts and flags as they are

@@ -25,7 +25,8 @@ import jax
 
 import jaxnn
 from jaxnn import data, init, optim, train
-from jaxnn.lab.lessons.report import Report, new_figure
+from jaxnn.lab.lessons.report import Report
+from jaxnn.viz import new_figure
 
 WIDTH = 32
 SIGMOID_STD = 1.0
