@@ -435,3 +435,17 @@ def test_evaluate_is_the_mean_over_all_examples_whatever_the_batch_size():
         evaluate(model, train_state, (x, y), batch_size=0)
     with pytest.raises(ValueError, match=re.escape("evaluation y: label 3 at index 0")):
         evaluate(model, train_state, (x, np.full(20, 3, np.int32)))
+
+
+@pytest.mark.parametrize("examples", [1, 7, 16384])
+def test_epoch_order_is_jax_random_permutation_bit_for_bit(examples):
+    # fit sorts the shuffle's random keys on the host; the order must be jax.random.permutation's.
+    from jaxnn.train.loop import _epoch_order, _start_epoch
+
+    key = jax.random.key(examples)
+    run_key, sort_keys, _ = _start_epoch(key, examples, ("accuracy",))
+    shuffle_key, expected_run_key = jax.random.split(key)
+    np.testing.assert_array_equal(_epoch_order(np.asarray(sort_keys)),
+                                  np.asarray(jax.random.permutation(shuffle_key, examples)))
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(run_key)),
+                                  np.asarray(jax.random.key_data(expected_run_key)))

@@ -353,3 +353,47 @@ def test_train_state_is_one_pytree():
     assert isinstance(train_state, TrainState)
     assert train_state.step.dtype == jnp.int32 and int(train_state.step) == 0
     assert jax.dtypes.issubdtype(train_state.key.dtype, jax.dtypes.prng_key)
+
+
+def test_first_bad_step_names_the_step_whose_update_made_the_parameters_non_finite():
+    # The second step's update is infinite while its loss, computed before the update, is finite:
+    # that step is the first bad one.
+    optimizer = optax.scale_by_schedule(lambda count: jnp.where(count == 1, jnp.inf, -0.1))
+    train_state = create_train_state(MODEL, optimizer, jax.random.key(0), (4,))
+    train_state = train_state._replace(step=jnp.asarray(5, jnp.int32))
+    x, y = batch(2)
+    scanned = make_train_step(MODEL, "cross_entropy", optimizer, steps_per_call=3, donate=False)
+    _, sums = scanned(train_state, (jnp.stack([x, x, x]), jnp.stack([y, y, y])))
+    # Step 6's loss came from step 5's finite parameters; a check of the losses alone would
+    # have named step 7, the first whose loss the infinite parameters made NaN.
+    assert int(sums["first_bad_step"]) == 6
+
+
+def test_all_finite_over_leaves_of_several_dtypes_and_shapes():
+    from jaxnn.train.step import all_finite
+
+    tree = {"w": jnp.ones((3, 2), jnp.float32), "h": jnp.ones(4, jnp.bfloat16), "s": jnp.asarray(2.0),
+            "n": jnp.arange(3)}
+    assert bool(all_finite(tree))
+    for name, bad in (("w", jnp.nan), ("h", jnp.inf), ("s", -jnp.inf)):
+        poisoned = dict(tree, **{name: tree[name].at[...].set(bad) if tree[name].ndim == 0
+                                 else tree[name].at[-1].set(bad)})
+        assert not bool(jax.jit(all_finite)(poisoned)), name
+    assert bool(all_finite({"n": jnp.arange(3)}))
+
+
+def test_split_key_equals_jax_random_split_bit_for_bit():
+    from jaxnn.train.step import split_key
+
+    def both_halves(key):
+        return jax.random.key_data(jnp.stack(split_key(key)))
+
+    def oracle(key):
+        return jax.random.key_data(jax.random.split(key))
+
+    keys = jnp.concatenate([jax.random.split(jax.random.key(2**31 - 1), 6), jax.random.key(0)[None]])
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(both_halves))(keys)),
+                                  np.asarray(jax.vmap(oracle)(keys)))
+    # Other key types go through jax.random.split itself.
+    rbg = jax.random.key(7, impl="rbg")
+    np.testing.assert_array_equal(np.asarray(both_halves(rbg)), np.asarray(oracle(rbg)))
