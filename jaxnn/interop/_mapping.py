@@ -127,6 +127,8 @@ def recurrent(tensors, unit, used, gradients):
 
 
 def bidirectional(tensors, unit, used, gradients):
+    if "wi" not in unit.params["forward"]:
+        raise MappingError("is one bidirectional layer, while the jaxnn Bidirectional wraps a stacked layer")
     kind = unit_kind_of_recurrent(unit.params["forward"])
     params = {}
     for direction, suffix in (("forward", "_l0"), ("backward", "_l0_reverse")):
@@ -251,7 +253,8 @@ def recurrent_to_pytorch(params, suffix: str, previous: dict) -> dict:
         tensors[f"bias_ih{suffix}"], tensors[f"bias_hh{suffix}"] = params["bi"], params["bh"]
     else:
         # jaxnn keeps only the sum: keep the target's bias_hh and put the rest in bias_ih, so a
-        # round trip through jaxnn gives back the module's own tensors.
+        # round trip through jaxnn gives back the module's own tensors (bias_ih within float32
+        # rounding: (bias_ih + bias_hh) - bias_hh).
         bias_hh = previous.get(f"bias_hh{suffix}")
         bias_hh = np.zeros_like(params["b"]) if bias_hh is None else bias_hh.astype(params["b"].dtype)
         tensors[f"bias_ih{suffix}"], tensors[f"bias_hh{suffix}"] = params["b"] - bias_hh, bias_hh

@@ -33,6 +33,11 @@ PLAIN_KINDS = {"dense", "embedding", "simple_rnn", "lstm", "gru", "bidirectional
                "sinusoidal_positional_embedding", "learned_positional_embedding"}
 
 
+# Kinds whose output keeps their input's layout: they do not tell whether a model reads images
+# (a BatchNorm before the first convolution normalizes a channels-last image all the same).
+LAYOUT_PRESERVING_KINDS = {"batch_norm", "layer_norm", "group_norm", "rms_norm", "dropout", "relu", "gelu", "elu",
+                           "leaky_relu", "sigmoid", "swish", "tanh"}
+
 RECURRENT_KINDS = {"simple_rnn", "lstm", "gru"}
 STACKED_NAME = re.compile(r"^layer_[0-9]+$")
 
@@ -85,10 +90,14 @@ def model_layout(model: Layer, input_shape) -> ModelLayout:
 
     units: list[Unit] = []
     seen: set[tuple[str, ...]] = set()
-    spatial = False
+    # The model reads channels-last images when the first layer that does not keep its input's
+    # layout is spatial (a norm or an activation before the first convolution keeps it).
+    deciding = next((row[1] for row in rows if row[1] not in LAYOUT_PRESERVING_KINDS), None)
+    spatial = deciding in SPATIAL_KINDS
+    spatial_model_input = spatial
     previous_kind, previous_shape, before_flatten = None, tuple(input_shape), None
     first_kind = None
-    for path, kind, output_shape, _, _ in rows:
+    for path, kind, row_shape, _, _ in rows:
         unit_path, unit_kind = tuple(path), kind
         for depth in range(len(path)):
             node = subtree(params, tuple(path[:depth]))
@@ -103,8 +112,8 @@ def model_layout(model: Layer, input_shape) -> ModelLayout:
             first_kind = unit_kind
         if unit_path in seen:
             # A later child of a composite unit already recorded: only the output shape moves on.
-            units[-1] = units[-1]._replace(output_shape=tuple(output_shape))
-            previous_shape = tuple(output_shape)
+            units[-1] = units[-1]._replace(output_shape=tuple(row_shape))
+            previous_shape = tuple(row_shape)
             continue
         seen.add(unit_path)
         spatial_input = spatial
@@ -117,8 +126,8 @@ def model_layout(model: Layer, input_shape) -> ModelLayout:
         unit_params, unit_state = subtree(params, unit_path), subtree(state, unit_path)
         if jax.tree.leaves((unit_params, unit_state)):
             flattened_from = before_flatten if (unit_kind == "dense" and previous_kind == "flatten") else None
-            units.append(Unit(unit_path, unit_kind, unit_params, unit_state, tuple(output_shape),
+            units.append(Unit(unit_path, unit_kind, unit_params, unit_state, tuple(row_shape),
                               spatial_input, spatial, flattened_from))
-        previous_kind, previous_shape = unit_kind, tuple(output_shape)
-    return ModelLayout(tuple(input_shape), units, params, state, output_shape, first_kind in SPATIAL_KINDS, spatial,
+        previous_kind, previous_shape = unit_kind, tuple(row_shape)
+    return ModelLayout(tuple(input_shape), units, params, state, tuple(output_shape), spatial_model_input, spatial,
                        first_kind)

@@ -79,10 +79,38 @@ def export(model: Layer, params, state, input_shape, path: str | os.PathLike, *,
         return y
 
     argument = jax.ShapeDtypeStruct((batch_size,) + tuple(input_shape), jnp.dtype(dtype))
-    exported = jax.export.export(jax.jit(forward), platforms=tuple(platforms))(argument)
+    try:
+        exported = jax.export.export(jax.jit(forward), platforms=tuple(platforms))(argument)
+    except jax.errors.InconclusiveDimensionOperation as error:
+        if batch != "symbolic":
+            raise
+        where = layer_in_traceback(error.__traceback__)
+        raise ValueError(f"export: {where or 'the model'} needs a concrete batch size, which "
+                         f"batch='symbolic' does not give ({str(error).splitlines()[0]}); export with a "
+                         f"fixed batch instead, e.g. batch=32") from error
     data = exported.serialize()
     write_atomically(path, lambda file: file.write(data))
     return exported
+
+
+def layer_in_traceback(traceback) -> str | None:
+    """Where in ``traceback`` the model's code needed a concrete size: ``"layer 'lstm_0' (code at
+    .../recurrent.py:170, apply)"``, from the path of child names the combinators were applying
+    (``jaxnn.core.apply_child``) and the innermost frame outside JAX, NumPy and jaxnn's core; None
+    when there is no such frame."""
+    path, code_at = [], None
+    while traceback is not None:
+        frame = traceback.tb_frame
+        module = frame.f_globals.get("__name__", "")
+        if module == "jaxnn.core.layer" and frame.f_code.co_name == "apply_child":
+            path.append(str(frame.f_locals.get("child_name")))
+        elif not module.startswith(("jax.", "jaxlib", "numpy", "jaxnn.core", "jaxnn.interop", "contextlib")) \
+                and module not in ("jax", "numpy"):
+            code_at = f"{frame.f_code.co_filename}:{traceback.tb_lineno}, {frame.f_code.co_name}"
+        traceback = traceback.tb_next
+    if code_at is None:
+        return None
+    return f"layer '{'/'.join(path)}' (code at {code_at})" if path else f"the model (code at {code_at})"
 
 
 def load_exported(path: str | os.PathLike) -> Callable[[jax.Array], jax.Array]:

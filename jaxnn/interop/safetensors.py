@@ -86,7 +86,9 @@ def save_weights(path: str | os.PathLike, params: Any, state: Any = None, *,
     header: dict[str, Any] = {"__metadata__": info}
     arrays, offset = [], 0
     for name, leaf in entries.items():
-        array = np.ascontiguousarray(np.asarray(leaf))
+        array = np.asarray(leaf)
+        # np.ascontiguousarray would turn a 0-d array into shape (1,): reshape keeps ().
+        array = np.ascontiguousarray(array).reshape(array.shape)
         if array.dtype not in DTYPE_NAMES:
             raise TypeError(f"save_weights: '{name}' has dtype {array.dtype}, which safetensors cannot store")
         header[name] = {"dtype": DTYPE_NAMES[array.dtype], "shape": list(array.shape),

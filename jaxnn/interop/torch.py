@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core import Layer
+from jaxnn.core import Layer, record_outputs
 from jaxnn.interop._mapping import TO_JAXNN, MappingError, to_pytorch
 from jaxnn.interop._units import ModelLayout, Unit, model_layout, path_name
 
@@ -179,6 +179,8 @@ def convert_unit(unit: Unit, torch_unit: TorchUnit, *, gradients: bool = False, 
     if unit.kind not in torch_unit.kinds:
         wanted = ", ".join(sorted(torch_unit.kinds)) or "no jaxnn layer"
         raise mismatch(unit, torch_unit, f"a {torch_unit.type_name} ports to {wanted}, not {unit.kind}")
+    if unit.kind == "bidirectional" and (any("_l1" in name for name in tensors) or "wi" not in unit.params["forward"]):
+        raise mismatch(unit, torch_unit, STACKED_BIDIRECTIONAL)
     used: set = set()
     try:
         flat_params, flat_state = TO_JAXNN[unit.kind](tensors, unit, used, gradients)
@@ -189,6 +191,16 @@ def convert_unit(unit: Unit, torch_unit: TorchUnit, *, gradients: bool = False, 
         raise mismatch(unit, torch_unit, f"jaxnn has no place for its tensors {', '.join(extra)}")
     return (rebuild(unit, torch_unit, unit.params, flat_params, "params"),
             rebuild(unit, torch_unit, unit.state, flat_state, "state"))
+
+
+STACKED_BIDIRECTIONAL = (
+    "a stacked bidirectional layer does not port as one: in PyTorch's RNN/LSTM/GRU with bidirectional=True "
+    "and num_layers=N > 1, layer k > 0 of each direction reads both directions of layer k-1 (2H features), "
+    "while jaxnn's Bidirectional(GRU(H, num_layers=N)) runs each direction through a stack of its own. The "
+    "jaxnn equivalent of the PyTorch module is a Sequential of N Bidirectional(GRU(H, return_sequences=True)) "
+    "single layers (the last with the return_sequences you need); port it from a torch model of N "
+    "single-layer bidirectional modules, the k-th taking the module's _l{k} and _l{k}_reverse tensors as "
+    "its _l0 and _l0_reverse")
 
 
 def rebuild(unit: Unit, torch_unit: TorchUnit, template, flat: dict, what: str):
@@ -231,9 +243,25 @@ def match_units(layout: ModelLayout, torch_units: list[TorchUnit]) -> list[tuple
     return list(zip(layout.units, torch_units))
 
 
+def check_hyperparameters(unit: Unit, torch_unit: TorchUnit) -> None:
+    """A ValueError for a module setting the jaxnn layer is known not to have (its weights fitting)."""
+    module = torch_unit.module
+    if torch_unit.type_name == "TransformerEncoderLayer" and module is not None:
+        activation = {1: "relu", 2: "gelu"}.get(getattr(module, "activation_relu_or_gelu", 0))
+        if activation is None:
+            function = getattr(module, "activation", None)
+            activation = getattr(function, "__name__", type(function).__name__).lower()
+        if activation != "gelu":
+            raise mismatch(unit, torch_unit, f"its activation is {activation}, jaxnn's TransformerEncoderBlock's "
+                                             "is gelu (exact): build the torch layer with activation='gelu'")
+
+
 def notes_for(torch_unit: TorchUnit) -> list[str]:
     module, notes = torch_unit.module, []
     if module is None:
+        if torch_unit.kinds & {"multi_head_attention", "transformer_encoder_block", "group_norm"}:
+            notes.append(f"'{torch_unit.name or '(state dict)'}': a state dict does not hold num_heads, num_groups "
+                         "or eps, and no check ran: make sure the jaxnn layer's match the module's")
         return notes
     if torch_unit.type_name.startswith("BatchNorm"):
         momentum = module.momentum
@@ -246,6 +274,26 @@ def notes_for(torch_unit: TorchUnit) -> list[str]:
         if not module.track_running_stats:
             notes.append(f"'{torch_unit.name}': track_running_stats=False normalizes with batch statistics "
                          "even in eval mode; jaxnn's BatchNorm uses its running statistics")
+    name = torch_unit.name or "(model)"
+    if torch_unit.type_name == "MultiheadAttention":
+        notes.append(f"'{name}': num_heads={module.num_heads}, which its weights do not show: the jaxnn "
+                     f"MultiHeadAttention must have heads={module.num_heads}")
+    if torch_unit.type_name == "GroupNorm":
+        notes.append(f"'{name}': num_groups={module.num_groups}, which its weights do not show: the jaxnn "
+                     f"GroupNorm must have groups={module.num_groups}")
+    if torch_unit.type_name in ("BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm") and module.eps != 1e-5:
+        notes.append(f"'{name}': eps={module.eps:g}, not jaxnn's default 1e-05: pass eps={module.eps:g} to "
+                     f"the jaxnn layer")
+    if torch_unit.type_name == "RMSNorm" and module.eps is not None:
+        notes.append(f"'{name}': eps={module.eps:g}: pass eps={module.eps:g} to the jaxnn RMSNorm")
+    if torch_unit.type_name == "TransformerEncoderLayer":
+        attention = module.self_attn
+        notes.append(f"'{name}': nhead={attention.num_heads}, norm_first={module.norm_first}, which its weights do "
+                     f"not show: the jaxnn TransformerEncoderBlock must have heads={attention.num_heads}, "
+                     f"pre_norm={module.norm_first}")
+        if module.norm1.eps != 1e-5 or module.norm2.eps != 1e-5:
+            notes.append(f"'{name}': layer_norm_eps={module.norm1.eps:g}, jaxnn's TransformerEncoderBlock "
+                         "normalizes with eps=1e-05")
     if torch_unit.type_name in ("RNN", "LSTM", "GRU", "MultiheadAttention") and not module.batch_first:
         notes.append(f"'{torch_unit.name}': batch_first=False: its inputs are (T, N, ...), jaxnn's (N, T, ...)")
     if torch_unit.type_name in ("RNN", "LSTM") and not torch_unit.kinds & {"gru"}:
@@ -327,14 +375,21 @@ def from_torch(model: Layer, source, input_shape, *, check: bool = True, probe=N
     ``in_proj_weight`` for attention, ...). A ``Dense`` right after a ``Flatten`` of a
     convolutional feature map also has its input rows reordered from PyTorch's channels-first
     flattening to jaxnn's channels-last one. Any mismatch (count, kind, name or shape) is a
-    ``ValueError`` naming the first jaxnn layer and PyTorch module that do not fit.
+    ``ValueError`` naming the first jaxnn layer and PyTorch module that do not fit; so is a
+    setting jaxnn is known not to have (a ``TransformerEncoderLayer`` whose activation is not
+    GELU) and a bidirectional module with ``num_layers > 1`` (port it as single layers). Settings
+    the weights do not show (``num_heads``, ``num_groups``, ``eps``, ``norm_first``) are report
+    notes, to match in the jaxnn layer; the check compares their effect.
 
     With a module and ``check=True``, both models run (the module in eval mode, restored after)
     on a seeded random batch of ``batch_size`` examples of ``input_shape`` (jaxnn's layout:
-    channels last; it is transposed for PyTorch when the model starts with a convolution), or on
-    ``probe`` if given; the report compares each layer's output (with ``jaxnn.lab.capture`` where
-    available), the model's output, and each layer's parameter gradients of ``sum(r * output)``,
-    ``r`` a fixed random array of the output's shape.
+    channels last; it is transposed for PyTorch when the model's first layer that is not a
+    norm, an activation or dropout is a convolution, pooling or upsampling), or on ``probe`` if
+    given; a bare ``nn.MultiheadAttention`` runs as self-attention, ``module(x, x, x)``. If the
+    module cannot run on that input, a ``ValueError`` says which layout was assumed. The report
+    compares each layer's own output (for a layer inside ``Residual``, the layer's, not the sum;
+    from ``jaxnn.core.record_outputs``), the model's output, and each layer's parameter gradients
+    of ``sum(r * output)``, ``r`` a fixed random array of the output's shape.
 
     Args:
       model: the jaxnn model the weights are for.
@@ -370,6 +425,7 @@ def from_torch(model: Layer, source, input_shape, *, check: bool = True, probe=N
     notes: list[str] = []
     for unit, torch_unit in pairs:
         unit_params, unit_state = convert_unit(unit, torch_unit)
+        check_hyperparameters(unit, torch_unit)
         params = set_subtree(params, unit.path, unit_params)
         state = set_subtree(state, unit.path, unit_state)
         notes += notes_for(torch_unit)
@@ -390,7 +446,9 @@ def to_torch(model: Layer, params, state, target, input_shape) -> dict:
     Returns an ordered dict of torch tensors with ``target``'s names, dtypes and order. Entries
     jaxnn has no counterpart for keep ``target``'s values (``num_batches_tracked``); a summed
     recurrent bias ``b`` is split as ``bias_hh`` = ``target``'s, ``bias_ih = b - bias_hh``, so a
-    round trip through jaxnn gives back the original tensors.
+    round trip through jaxnn gives back the original tensors: exactly, except ``bias_ih``, which
+    comes back as ``(bias_ih + bias_hh) - bias_hh``, equal within float32 rounding (about 1e-7
+    relative to the biases).
     """
     torch = import_torch()
     layout = model_layout(model, input_shape)
@@ -446,7 +504,7 @@ def run_check(model, params, state, module, layout: ModelLayout, pairs, probe, b
 
     def summed_output(p):
         y, _ = model.apply(p, state, x)
-        return jnp.sum(y.astype(jnp.float32) * weights), (y, capture_outputs(model, p, state, x))
+        return jnp.sum(y.astype(jnp.float32) * weights), (y, capture_outputs(model, p, state, x, pairs))
 
     # One compiled program for the output, every layer's output and the gradients.
     (_, (y_jax, captured)), grads = jax.jit(jax.value_and_grad(summed_output, has_aux=True))(params)
@@ -460,8 +518,7 @@ def run_check(model, params, state, module, layout: ModelLayout, pairs, probe, b
     module.eval()
     try:
         x_torch = torch.from_numpy(np.array(to_torch_layout(np.asarray(x)), order="C", copy=True))
-        y_torch = module(x_torch)
-        y_torch = y_torch[0] if isinstance(y_torch, tuple) else y_torch
+        y_torch = torch_forward(module, x_torch, layout, tuple(x.shape))
         # autograd.grad, not backward(): the module's own .grad buffers are left as they were.
         trainable = {id(parameter): parameter for parameter in module.parameters() if parameter.requires_grad}
         projected = (y_torch.float() * torch.from_numpy(np.array(torch_weights, order="C", copy=True))).sum()
@@ -501,6 +558,30 @@ def run_check(model, params, state, module, layout: ModelLayout, pairs, probe, b
     return rows
 
 
+def torch_forward(module, x_torch, layout: ModelLayout, jaxnn_shape):
+    """``module(x)``, the output's first entry when it is a tuple; a bare attention module runs
+    as self-attention, ``module(x, x, x)``. A failure is a ValueError naming the input layout the
+    check assumed."""
+    torch = import_torch()
+    try:
+        if isinstance(module, torch.nn.MultiheadAttention):
+            return module(x_torch, x_torch, x_torch, need_weights=False)[0]
+        y = module(x_torch)
+    except Exception as error:  # noqa: BLE001: torch raises RuntimeError, TypeError, IndexError...
+        if layout.spatial_input and len(jaxnn_shape) >= 3:
+            assumed = (f"an image model (its first layer that is not a norm, an activation or dropout is "
+                       f"a convolution, pooling or upsampling), so the probe {jaxnn_shape} (channels "
+                       f"last) was given to torch as {tuple(x_torch.shape)} (channels first)")
+        else:
+            assumed = (f"a model that does not start with a convolution, so the probe {jaxnn_shape} was given "
+                       f"to torch as it is, {tuple(x_torch.shape)}")
+        raise ValueError(f"from_torch: the check could not run the torch model ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}). It assumed {assumed}; pass "
+                         f"probe= (in jaxnn's layout) if the input is not that, or check=False to port "
+                         f"without running the models") from error
+    return y[0] if isinstance(y, tuple) else y
+
+
 def make_probe(layout: ModelLayout, probe, batch_size, seed):
     if probe is not None:
         return jnp.asarray(probe)
@@ -512,14 +593,22 @@ def make_probe(layout: ModelLayout, probe, batch_size, seed):
     return jax.random.normal(key, (batch_size,) + input_shape, jnp.float32)
 
 
-def capture_outputs(model, params, state, x) -> dict:
-    """Every layer's output by path with ``jaxnn.lab.capture`` when jaxnn has it, else nothing (the
+def capture_outputs(model, params, state, x, pairs) -> dict:
+    """Each unit's own output by path: the first output recorded at the unit's path by a layer of
+    the unit's kind. ``jaxnn.lab.capture`` keeps one output per path, the last (that of a
+    ``Residual`` wrapping the layer), so the rows are read here from the same recorder it reads
+    (``jaxnn.core.record_outputs``). A unit with no such row has no per-layer comparison (the
     model's output is compared all the same)."""
-    try:
-        from jaxnn.lab import capture
-    except ImportError:
-        return {}
-    return dict(capture(model, params, state, x))
+    wanted = {tuple(unit.path): unit.kind for unit, _ in pairs}
+    with record_outputs() as rows:
+        model.apply(params, state, x)
+    found: dict = {}
+    for path, layer, output in rows:
+        path = tuple(path)
+        name = path_name(path)
+        if wanted.get(path) == layer.name and name not in found and hasattr(output, "shape"):
+            found[name] = output
+    return found
 
 
 def torch_output_in_jaxnn_layout(output, unit: Unit, torch_unit: TorchUnit) -> np.ndarray:

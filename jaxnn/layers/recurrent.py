@@ -9,11 +9,11 @@ argument of that name does. The loop over time and its derivative are in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn import init as initializers
 from jaxnn._checks import check_bool, check_positive_int, check_real
@@ -167,7 +167,8 @@ def _single_layer(name: str, label: str, cell_name: str, hidden: int, settings: 
         batch_shape, (time, features) = x.shape[:-2], x.shape[-2:]
         dtype = compute_dtype(x.dtype, wi.dtype, wh.dtype, *[b.dtype for b in biases])
         carry0 = _initial_carry(initial_state, batch_shape, dtype)
-        batch = int(np.prod(batch_shape))
+        # math.prod, not int(np.prod(...)): under jax.export the batch size may be a symbol.
+        batch = math.prod(batch_shape)
         # Time-major, batch flattened: scan walks the leading axis.
         x_time_major = jnp.swapaxes(x.reshape(batch, time, features), 0, 1).astype(dtype)
         # Biases as (1, G*H) rows, to broadcast against (N, G*H) without rank promotion.

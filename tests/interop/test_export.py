@@ -66,3 +66,30 @@ def test_fixed_batch_and_bad_arguments(tmp_path):
     (tmp_path / "junk.jaxexport").write_bytes(b"not a program")
     with pytest.raises(ValueError, match="is not a program written by jaxnn.interop.export"):
         load_exported(tmp_path / "junk.jaxexport")
+
+
+def test_symbolic_batch_exports_recurrent_layers(tmp_path):
+    """A recurrent layer flattens its batch axes with a symbolic size: one program serves every batch."""
+    model = jaxnn.Sequential([jaxnn.LSTM(4), jaxnn.Dense(2)])
+    _, params, state = model.init(jax.random.key(0), (5, 3))
+    path = tmp_path / "rnn.jaxexport"
+    export(model, params, state, (5, 3), path)
+    call = load_exported(path)
+    for n in (1, 3):
+        x = jax.random.normal(jax.random.key(n), (n, 5, 3))
+        np.testing.assert_allclose(call(x), model.apply(params, state, x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_layer_that_needs_a_concrete_batch_is_named(tmp_path):
+    from jaxnn.core import make_layer
+
+    def apply(params, state, x, *, key=None, train=False):
+        del params, key, train
+        return x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1]), state
+
+    model = jaxnn.Sequential([jaxnn.Relu(), make_layer("fixed_batch", lambda key, shape: (shape, {}, {}), apply)])
+    _, params, state = model.init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match=r"layer 'fixed_batch_1' \(code at .*test_export.py:\d+, apply\) needs a "
+                                         r"concrete batch size.*batch=32"):
+        export(model, params, state, (3,), tmp_path / "m.jaxexport")
+    export(model, params, state, (3,), tmp_path / "m.jaxexport", batch=2)   # a fixed batch exports

@@ -121,3 +121,17 @@ def test_refuses_hostile_headers(tmp_path, case):
     # safetensors' own parser refuses the same files.
     with pytest.raises(SafetensorError):
         safetensors_numpy.load_file(str(path))
+
+
+def test_a_0d_leaf_keeps_its_shape(tmp_path):
+    """A scalar parameter (a ScaleNorm's ``g``) is stored with shape [], not [1], and loads back."""
+    params = {"scale_norm_0": {"g": jnp.asarray(1.5)}, "dense_1": {"w": jnp.arange(6.0).reshape(2, 3)}}
+    path = tmp_path / "scalar.safetensors"
+    save_weights(path, params, {})
+    raw = path.read_bytes()
+    header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    assert header["params/scale_norm_0/g"]["shape"] == []
+    assert safetensors_numpy.load_file(str(path))["params/scale_norm_0/g"].shape == ()
+    loaded_params, _ = load_weights(path, (params, {}))
+    assert loaded_params["scale_norm_0"]["g"].shape == ()
+    assert_trees_equal(params, loaded_params)

@@ -305,3 +305,107 @@ def test_upsample_and_conv_transpose1d():
     x = jax.random.normal(jax.random.key(8), (2, 9, 3))
     assert_same_function(model, params, state, module, x, torch.from_numpy(np.moveaxis(np.asarray(x), -1, 1).copy()),
                          output_to_jaxnn=lambda y: np.moveaxis(y, 1, -1))
+
+
+@pytest.mark.slow
+def test_bidirectional_and_bare_attention_check_as_the_model_itself():
+    """The model's output need not be its last leaf's (Bidirectional concatenates two), and a bare
+    nn.MultiheadAttention runs as self-attention, module(x, x, x)."""
+    torch.manual_seed(11)
+    _, _, report = from_torch(jaxnn.Bidirectional(jaxnn.GRU(3, return_sequences=True)),
+                              nn.GRU(2, 3, bidirectional=True, batch_first=True), (4, 2))
+    assert report.passed and report.rows[0].output_abs is not None, report
+    _, _, report = from_torch(jaxnn.MultiHeadAttention(2), nn.MultiheadAttention(4, 2, batch_first=True), (3, 4))
+    assert report.passed and report.rows[0].output_abs is not None, report
+    assert any("num_heads=2" in note and "heads=2" in note for note in report.notes)
+
+
+@pytest.mark.slow
+def test_a_layer_inside_residual_is_compared_with_its_own_output():
+    """The per-layer row compares the attention's output, not Residual's (x + attention(x))."""
+    torch.manual_seed(12)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.attention, self.out = nn.Linear(3, 4), nn.MultiheadAttention(4, 2, batch_first=True), \
+                nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.embed(x)
+            return self.out(h + self.attention(h, h, h, need_weights=False)[0])
+
+    model = jaxnn.Sequential([jaxnn.Dense(4), jaxnn.Residual(jaxnn.MultiHeadAttention(2)), jaxnn.Dense(2)])
+    _, _, report = from_torch(model, Block(), (5, 3))
+    assert report.passed, report
+    row = report.rows[1]
+    assert (row.layer, row.kind) == ("residual_1", "multi_head_attention") and row.output_abs < 1e-5
+
+
+@pytest.mark.slow
+def test_a_norm_before_the_first_convolution_still_transposes_the_probe():
+    torch.manual_seed(13)
+    module = randomize_batch_norm(nn.Sequential(nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 3, 3)))
+    model = jaxnn.Sequential([jaxnn.BatchNorm(), jaxnn.Relu(), jaxnn.Conv2D(3, 3)])
+    _, _, report = from_torch(model, module, (5, 5, 2))
+    assert report.passed, report
+    assert report.rows[0].output_abs < 1e-5   # the norm's own output, moved to channels last
+
+
+@pytest.mark.slow
+def test_a_torch_forward_that_fails_names_the_layout_assumed():
+    class Transposing(nn.Module):   # reads (N, features, T): not the layout from_torch assumes
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.linear(x.transpose(1, 2))
+
+    with pytest.raises(ValueError, match=r"could not run the torch model \(RuntimeError.*does not start with a "
+                                         r"convolution.*\(4, 3, 4\).*probe=.*check=False"):
+        from_torch(jaxnn.Dense(2), Transposing(), (3, 4))
+    _, _, report = from_torch(jaxnn.Dense(2), Transposing(), (3, 4), check=False)
+    assert not report.checked
+
+
+def test_a_stacked_bidirectional_module_is_a_clear_error():
+    module = nn.GRU(3, 5, num_layers=2, bidirectional=True, batch_first=True)
+    for model in (jaxnn.Bidirectional(jaxnn.GRU(5, num_layers=2)), jaxnn.Bidirectional(jaxnn.GRU(5))):
+        with pytest.raises(ValueError, match=r"layer k > 0 of each direction reads both directions.*Sequential of N "
+                                             r"Bidirectional\(GRU\(H, return_sequences=True\)\)"):
+            from_torch(model, module, (7, 3), check=False)
+    with pytest.raises(ValueError, match="stacked bidirectional"):
+        from_torch(jaxnn.Bidirectional(jaxnn.GRU(5, num_layers=2)),
+                   nn.GRU(3, 5, bidirectional=True, batch_first=True), (7, 3), check=False)
+
+
+def test_hyperparameters_the_weights_do_not_show():
+    """What the tensors cannot tell is a note (heads, groups, eps, norm_first) or, where jaxnn is known
+    to differ (TransformerEncoderBlock's GELU), a ValueError naming both."""
+    _, _, report = from_torch(jaxnn.MultiHeadAttention(2), nn.MultiheadAttention(8, 4, batch_first=True), (5, 8),
+                              check=False)
+    assert any("num_heads=4" in note and "heads=4" in note for note in report.notes)
+    _, _, report = from_torch(jaxnn.GroupNorm(4), nn.GroupNorm(2, 8, eps=1e-3), (8,), check=False)
+    assert any("num_groups=2" in note for note in report.notes) and any("eps=0.001" in note for note in report.notes)
+    _, _, report = from_torch(jaxnn.GroupNorm(4), nn.GroupNorm(2, 8).state_dict(), (8,))
+    assert any("state dict does not hold" in note for note in report.notes)
+    relu_block = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True)
+    with pytest.raises(ValueError, match="its activation is relu, jaxnn's TransformerEncoderBlock's is gelu"):
+        from_torch(jaxnn.TransformerEncoderBlock(2), relu_block, (5, 8), check=False)
+    gelu_block = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True, activation="gelu")
+    _, _, report = from_torch(jaxnn.TransformerEncoderBlock(2, pre_norm=False), gelu_block, (5, 8), check=False)
+    assert any("norm_first=False" in note and "pre_norm=False" in note for note in report.notes)
+
+
+def test_layout_facts_of_wrapped_and_norm_first_models():
+    """Without running anything: the model's output shape is the model's, not its last leaf's, and
+    a norm or activation before the first convolution leaves the input an image (the fast half of
+    the slow tests above)."""
+    from jaxnn.interop._units import model_layout
+
+    layout = model_layout(jaxnn.Bidirectional(jaxnn.GRU(3, return_sequences=True)), (4, 2))
+    assert layout.output_shape == (4, 6)
+    layout = model_layout(jaxnn.Sequential([jaxnn.BatchNorm(), jaxnn.Relu(), jaxnn.Conv2D(3, 3)]), (5, 5, 2))
+    assert layout.spatial_input and layout.units[0].spatial_output
+    assert not model_layout(jaxnn.Sequential([jaxnn.LayerNorm(), jaxnn.Dense(3)]), (5, 2)).spatial_input
