@@ -3,9 +3,24 @@
 import importlib.util
 from pathlib import Path
 
+import jax
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(autouse=True)
+def compiled_as_the_run_needs(request):
+    """The full runs (marked slow) compile as a user's would, with every XLA optimization; the
+    short runs of the default test run spend most of their time compiling, so they skip most
+    optimizations, as the other test modules do."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    saved = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", saved)
 
 
 def load_example(name):

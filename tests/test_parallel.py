@@ -18,11 +18,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# As conftest's fast_compilation fixture does in this process: compiling dominates these runs.
+FAST_COMPILATION = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
+
+
 def run_python(code: str, devices: int = 4, timeout: float = 600) -> dict:
     """Runs ``code`` in a fresh interpreter with ``devices`` CPU devices; returns what it printed
     as JSON on its last line."""
     environment = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-                       JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+                       JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                       **FAST_COMPILATION)
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment, cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
@@ -256,7 +261,7 @@ def jaxnn_command(*args):
 
 
 def test_two_processes_of_two_devices_train_as_one_device_does(tmp_path):
-    environment = dict(os.environ, JAX_PLATFORMS="cpu")
+    environment = dict(os.environ, JAX_PLATFORMS="cpu", **FAST_COMPILATION)
     environment.pop("XLA_FLAGS", None)
     launched = subprocess.run(
         jaxnn_command("launch", "--processes", "2", "--devices-per-process", "2", "--",

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxnn._files import write_atomically
+
 def number(value: Any) -> str:
     """A measured number as it reads best in a table: 4 significant digits, exponent when far from 1."""
     if isinstance(value, (str, int)):  # labels, counts and flags as they are
@@ -67,7 +69,7 @@ class Report:
     def figure(self, figure, filename: str, caption: str) -> Path:
         """Saves ``figure`` as ``out/filename`` (PNG) and shows it in the report under ``caption``."""
         path = self.out / filename
-        figure.savefig(os.fspath(path), format="png", dpi=90)
+        write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=90))
         self.figures.append(path)
         self.lines += [f"![{caption}]({filename})", ""]
         return path
@@ -75,5 +77,6 @@ class Report:
     def write(self) -> Path:
         """Writes ``out/report.md`` and returns its path."""
         path = self.out / "report.md"
-        path.write_text("\n".join(self.lines).rstrip("\n") + "\n")
+        text = "\n".join(self.lines).rstrip("\n") + "\n"
+        write_atomically(path, lambda file: file.write(text.encode()))
         return path
