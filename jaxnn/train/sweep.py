@@ -206,12 +206,12 @@ class _Calls(NamedTuple):
     def validate(self, train_states: TrainState, val_indices, shared: bool):
         """Every member's validation sums on the host, over batches of the size ``fit`` takes."""
         batch = _evaluation_batch(self.batch_size, None)
-        totals = zero_sums(self.metric_fns)
+        totals = None  # the first batch's sums start the totals: no eager additions to compile
         for start in range(0, int(val_indices.shape[-1]), batch):
             sums = self.evaluate(train_states.params, train_states.state, self.x_eval, self.y_eval,
                                  val_indices[..., start:start + batch], shared=shared)
-            totals = add_sums(totals, sums)
-        return jax.device_get(totals)
+            totals = sums if totals is None else add_sums(totals, sums)
+        return jax.device_get(totals if totals is not None else zero_sums(self.metric_fns))
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +234,10 @@ def sweep(model, optimizer_fn: Callable, train_data, *, grid: Mapping[str, Seque
             epochs=epochs, batch_size=batch_size, steps_per_call=steps_per_call, ...)
 
     and its history and final train state equal that run's within float tolerance: the same
-    permutations, batches (the last partial one included) and dropout keys. All members train
+    permutations, batches (the last partial one included) and dropout keys. A member whose loss
+    or parameters stop being finite, where ``fit`` would raise ``NonFiniteLossError``, goes on
+    without stopping the others: :attr:`SweepResult.diverged_at_step` names the step, and every
+    metric of the member (``val_`` ones too) is NaN from that step's epoch on. All members train
     together: their train states are stacked, and ``jax.vmap`` of the train step runs them in
     one program, with the hyperparameters that take several values in ``grid`` as traced
     values, so that the program compiles once (once per training-set size: k folds of N
@@ -386,6 +389,10 @@ def sweep(model, optimizer_fn: Callable, train_data, *, grid: Mapping[str, Seque
                     if validation_totals is not None:
                         logs.update({f"val_{name}": value
                                      for name, value in _host_means(validation_totals, position).items()})
+                    if diverged[index] is not None:
+                        # fit stops at that step: from its epoch on the member has no result, and
+                        # its NaN parameters may still score (a NaN logit row's argmax is class 0).
+                        logs = dict.fromkeys(logs, math.nan)
                     logs["epoch_seconds"] = seconds
                     logs["samples_per_second"] = len(chunk_members) * int(indices.shape[1]) / seconds
                     histories[index].append(logs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -26,11 +27,14 @@ class BestConfiguration(NamedTuple):
     """What :meth:`SweepResult.best` found.
 
     Attributes:
-      hyperparameters: the configuration with the best mean score over its seeds and folds.
+      hyperparameters: the configuration with the best mean score over its seeds and folds;
+        never one with a diverged member.
       score: that mean.
       optimizer: ``make_optimizer(optimizer_fn, hyperparameters)``, ready for a final ``fit``.
       member: the index of the configuration's best-scoring member.
-      train_state: that member's final train state.
+      train_state: that member's final train state, ``SweepResult.train_state(member)``: its
+        ``opt_state`` is laid out for ``optimizer``, so ``fit(model, optimizer, train_state, ...)``
+        continues the member's training.
     """
 
     hyperparameters: dict[str, float]
@@ -50,8 +54,10 @@ class SweepResult:
         ``samples_per_second`` counts every member of that call.
       folds: the ``(train_idx, val_idx)`` index pairs of the folds, or ``None``.
       diverged_at_step: per member, the first optimizer step whose loss or parameters were not
-        finite, or ``None``. ``fit`` would have stopped there; the sweep lets the other members
-        go on, and that member's later metrics are NaN.
+        finite, or ``None``. ``fit`` would have stopped there (``NonFiniteLossError``); the sweep
+        lets the other members go on, and every metric of that member, ``val_`` ones included, is
+        NaN from the epoch of that step on. :meth:`summary` counts such a member as NaN in every
+        metric and :meth:`best` never chooses its configuration.
     """
 
     def __init__(self, members_: list[Member], histories: list[History], states: list[tuple[TrainState, int]],
@@ -71,13 +77,36 @@ class SweepResult:
                 f"{self.histories[0].epochs if self.histories else 0} epochs)")
 
     def train_state(self, member: int) -> TrainState:
-        """The final train state of member ``member`` (an index into :attr:`members`)."""
-        member = check_int(member, "member", "SweepResult.train_state", low=0)
+        """The final train state of member ``member`` (an index into :attr:`members`), for the
+        optimizer of its configuration, ``make_optimizer(optimizer_fn, hyperparameters)``.
+
+        In the sweep the varying hyperparameters are traced, and an optimizer may keep state
+        there that its concrete twin leaves out: ``sgd`` and ``rmsprop`` with a traced momentum
+        keep a momentum buffer, which ``momentum=0`` does not. A buffer of decay 0 holds only the
+        last gradient and never changes an update, so the ``opt_state`` returned keeps, in
+        order, the parts of the chain that the concrete optimizer's own ``init`` makes (step
+        counts and moments carried over) and drops the others: ``fit(model, optimizer,
+        train_state, ...)`` then continues the member as a separate ``fit`` would. Where the
+        layouts cannot be matched that way (an ``optimizer_fn`` that branches on its values
+        otherwise), the swept ``opt_state`` is returned as it is, with a warning.
+        """
+        where = "SweepResult.train_state"
+        member = check_int(member, "member", where, low=0)
         if member >= len(self.members):
-            raise ValueError(f"SweepResult.train_state: `member` (={member}) must be below the number of "
+            raise ValueError(f"{where}: `member` (={member}) must be below the number of "
                              f"members, {len(self.members)}")
         stacked, position = self._states[member]
-        return jax.tree.map(lambda leaf: leaf[position], stacked)
+        state = _member_of(stacked, position)
+        hyperparameters = self.members[member].hyperparameters
+        wanted = jax.eval_shape(make_optimizer(self._optimizer_fn, hyperparameters).init, state.params)
+        opt_state = _aligned(wanted, state.opt_state)
+        if opt_state is None:
+            warnings.warn(f"{where}: the optimizer state of member {member} ({hyperparameters}) is not laid "
+                          "out as make_optimizer(optimizer_fn, hyperparameters).init makes it, and its parts "
+                          "could not be matched; it is returned as the sweep left it", RuntimeWarning,
+                          stacklevel=2)
+            return state
+        return state._replace(opt_state=opt_state)
 
     def configurations(self) -> list[dict[str, float]]:
         """The distinct hyperparameter configurations, in the members' order."""
@@ -95,8 +124,9 @@ class SweepResult:
     @property
     def table(self) -> list[dict[str, Any]]:
         """One row per member: its hyperparameters, ``seed``, ``fold``, then ``final_NAME`` (the last
-        epoch's value) and ``best_NAME`` (the highest for accuracies, the lowest otherwise) of each
-        metric, and ``diverged_at_step``."""
+        epoch's value) and ``best_NAME`` (the highest for accuracies, the lowest otherwise, of the
+        finite values: for a diverged member, of its epochs before the divergence) of each metric,
+        and ``diverged_at_step``."""
         rows = []
         for member, history, diverged in zip(self.members, self.histories, self.diverged_at_step):
             row: dict[str, Any] = {**member.hyperparameters, "seed": member.seed, "fold": member.fold}
@@ -130,18 +160,24 @@ class SweepResult:
         ``NAME_mean`` and ``NAME_std``.
 
         The standard deviation is the sample one, :math:`\sqrt{\sum_i (v_i - \bar v)^2 / (n - 1)}`
-        (0 for a single member). A diverged member makes its configuration's values NaN.
+        (0 for a single member, NaN for a NaN one). A diverged member (``diverged_at_step`` set)
+        counts as NaN in every metric, so its configuration's means and deviations are NaN.
         """
         table = self.table
         rows = []
         for configuration in self.configurations():
-            mine = [row for row, member in zip(table, self.members)
+            mine = [(row, diverged)
+                    for row, member, diverged in zip(table, self.members, self.diverged_at_step)
                     if member.hyperparameters == configuration]
             row: dict[str, Any] = {**configuration, "members": len(mine)}
             for name in self.metric_names():
-                values = np.asarray([r[f"final_{name}"] for r in mine], np.float64)
+                values = np.asarray([math.nan if diverged is not None else r[f"final_{name}"]
+                                     for r, diverged in mine], np.float64)
                 row[f"{name}_mean"] = float(values.mean())
-                row[f"{name}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+                if values.size > 1:
+                    row[f"{name}_std"] = float(values.std(ddof=1))
+                else:
+                    row[f"{name}_std"] = math.nan if math.isnan(values[0]) else 0.0
             rows.append(row)
         return rows
 
@@ -151,8 +187,16 @@ class SweepResult:
         Args:
           metric: a metric of the histories; by default ``val_accuracy``, else ``val_loss``, else
             ``loss``, whichever was recorded.
-          mode: ``"max"``, ``"min"``, or ``"auto"`` (max for accuracies, min otherwise). A NaN
-            mean (a diverged member) never wins.
+          mode: ``"max"``, ``"min"``, or ``"auto"`` (max for accuracies, min otherwise).
+
+        A configuration with a diverged member (:attr:`diverged_at_step` set), or with a NaN mean,
+        is never chosen: its parameters are NaN, yet may still score (NaN logits predict class
+        0). The best member is the configuration's best-scoring one, and the optimizer and train
+        state returned work together with ``fit`` (see :meth:`train_state`).
+
+        Raises:
+          ValueError: an unrecorded ``metric``, a bad ``mode``, or no configuration to choose:
+            every one has a diverged member or a NaN mean.
         """
         where = "SweepResult.best"
         names = self.metric_names()
@@ -168,11 +212,19 @@ class SweepResult:
             return -math.inf if value is None or math.isnan(value) else sign * value
 
         rows = self.summary()
+        configurations = self.configurations()
         means = [row[f"{metric}_mean"] for row in rows]
-        if all(score(mean) == -math.inf for mean in means):
-            raise ValueError(f"{where}: every configuration's {metric} is NaN (every one diverged)")
-        chosen = max(range(len(rows)), key=lambda i: score(means[i]))
-        configuration = self.configurations()[chosen]
+        diverged = [any(d is not None for m, d in zip(self.members, self.diverged_at_step)
+                        if m.hyperparameters == configuration) for configuration in configurations]
+        eligible = [i for i in range(len(rows)) if not diverged[i] and score(means[i]) != -math.inf]
+        if not eligible:
+            if all(diverged):
+                raise ValueError(f"{where}: every configuration has a diverged member (see "
+                                 f"diverged_at_step: {self.diverged_at_step}); there is no best one")
+            raise ValueError(f"{where}: no configuration has a finite mean {metric} and no diverged "
+                             "member")
+        chosen = max(eligible, key=lambda i: score(means[i]))
+        configuration = configurations[chosen]
         candidates = [i for i, member in enumerate(self.members) if member.hyperparameters == configuration]
         member = max(candidates, key=lambda i: score(self.histories[i][metric][-1]))
         return BestConfiguration(dict(configuration), means[chosen],
@@ -180,5 +232,45 @@ class SweepResult:
                                  self.train_state(member))
 
 
+@jax.jit
+def _member_of(stacked: TrainState, position) -> TrainState:
+    """One member's train state from the stacked ones: one compiled program for the whole tree,
+    where slicing leaf by leaf would compile two small ones for each shape of leaf."""
+    return jax.tree.map(lambda leaf: leaf[position], stacked)
+
+
 def _higher_is_better(metric: str) -> bool:
     return "accuracy" in metric
+
+
+def _same_layout(wanted, state) -> bool:
+    """Whether ``state`` has the tree structure and leaf shapes of ``wanted`` (``eval_shape``'s)."""
+    if jax.tree.structure(wanted) != jax.tree.structure(state):
+        return False
+    return all(np.shape(a) == np.shape(b) for a, b in zip(jax.tree.leaves(wanted), jax.tree.leaves(state)))
+
+
+def _is_chain_state(state) -> bool:
+    # A chain's state is a plain tuple; a NamedTuple is one transformation's state.
+    return isinstance(state, tuple) and not hasattr(state, "_fields")
+
+
+def _aligned(wanted, state):
+    """``state`` laid out as ``wanted``: itself where the layouts agree, else, for chain states,
+    the parts of ``state`` that match ``wanted``'s in order (recursively), the others dropped;
+    ``None`` where there is no such match."""
+    if _same_layout(wanted, state):
+        return state
+    if not (_is_chain_state(wanted) and _is_chain_state(state)):
+        return None
+    parts, position = [], 0
+    for part in wanted:
+        while position < len(state):
+            found = _aligned(part, state[position])
+            position += 1
+            if found is not None:
+                parts.append(found)
+                break
+        else:
+            return None
+    return tuple(parts)

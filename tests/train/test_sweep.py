@@ -43,15 +43,18 @@ def result(data, model):
                  steps_per_call=STEPS_PER_CALL, members_per_call=18, progress=False)
 
 
-def separate_fit(model, data, result, index):
+def separate_fit(model, data, result, index, optimizer=None, train_state=None):
+    """Member ``index`` trained by ``fit``; given the ``train_state`` of its last epoch, one epoch more."""
     member = result.members[index]
-    optimizer = make_optimizer(sgd_fn, member.hyperparameters)
-    train_state = create_train_state(model, optimizer, jax.random.key(member.seed), (4,))
+    optimizer = optimizer or make_optimizer(sgd_fn, member.hyperparameters)
+    initial_epoch, epochs = (0, EPOCHS) if train_state is None else (EPOCHS, EPOCHS + 1)
+    if train_state is None:
+        train_state = create_train_state(model, optimizer, jax.random.key(member.seed), (4,))
     train_idx, val_idx = result.folds[member.fold]
     x, y = data
     return fit(model, optimizer, train_state, (x[train_idx], y[train_idx]),
-               validation_data=(x[val_idx], y[val_idx]), epochs=EPOCHS, batch_size=BATCH,
-               steps_per_call=STEPS_PER_CALL, progress=False)
+               validation_data=(x[val_idx], y[val_idx]), epochs=epochs, initial_epoch=initial_epoch,
+               batch_size=BATCH, steps_per_call=STEPS_PER_CALL, progress=False)
 
 
 def find(result, learning_rate, momentum, seed, fold):
@@ -68,8 +71,13 @@ def test_members_equal_separate_fits(data, model, result):
     for train_idx, val_idx in result.folds:
         assert set(data[1][val_idx]) == set(data[1]) and not set(train_idx) & set(val_idx)
     # Traced learning rate and momentum (with momentum 0 traced too), seeds and folds all differ.
-    for index in (find(result, 0.05, 0.0, 0, 0), find(result, 0.3, 0.9, 7, 2)):
-        train_state, history = separate_fit(model, data, result, index)
+    # The member with momentum 0 is the best one of the slowest learner, trained by best.optimizer.
+    best = result.best("loss", mode="max")
+    assert best.hyperparameters["momentum"] == 0.0
+    separate = {}
+    for index, optimizer in ((best.member, best.optimizer), (find(result, 0.3, 0.9, 7, 2), None)):
+        train_state, history = separate_fit(model, data, result, index, optimizer)
+        separate[index] = train_state
         swept = result.train_state(index)
         assert_trees_close(train_state.params, swept.params, atol=2e-6, rtol=2e-5)
         assert int(swept.step) == int(train_state.step) == EPOCHS * 3
@@ -80,6 +88,20 @@ def test_members_equal_separate_fits(data, model, result):
             np.testing.assert_allclose(got[name], expected[name], rtol=2e-5, atol=1e-6)
         assert result.diverged_at_step[index] is None
 
+    # Momentum 0: best.optimizer keeps no momentum buffer, where the swept optimizer (momentum traced)
+    # did; best.train_state is laid out for best.optimizer all the same, and fit continues it as it
+    # continues the separate run.
+    separate = separate[best.member]
+    assert jax.tree.structure(best.train_state.opt_state) == jax.tree.structure(separate.opt_state)
+    continued, history = separate_fit(model, data, result, best.member, best.optimizer, best.train_state)
+    expected, expected_history = separate_fit(model, data, result, best.member, best.optimizer, separate)
+    assert_trees_close(continued.params, expected.params, atol=2e-6, rtol=2e-5)
+    assert_trees_close(continued.opt_state, expected.opt_state, atol=2e-6, rtol=2e-5)
+    assert int(continued.step) == (EPOCHS + 1) * 3
+    expected_history, history = reproducible(expected_history), reproducible(history)
+    for name in expected_history:
+        np.testing.assert_allclose(history[name], expected_history[name], rtol=2e-5, atol=1e-6)
+
 
 def test_a_diverged_member_is_recorded_where_fit_stops(data, model, result):
     index = find(result, 1e30, 0.9, 0, 1)
@@ -88,6 +110,40 @@ def test_a_diverged_member_is_recorded_where_fit_stops(data, model, result):
     assert result.diverged_at_step[index] == error.value.step
     assert math.isnan(result.table[index]["final_loss"])
     assert result.best("val_accuracy").hyperparameters["learning_rate"] != 1e30
+
+
+def test_a_diverged_member_is_nan_from_its_epoch_on_and_never_best():
+    # 90% of the examples are class 0: a diverged member's NaN parameters (NaN logits predict class
+    # 0) scored 0.92 accuracy and 0.87 val_accuracy, and best() chose the learning rate 1e7.
+    rng = np.random.RandomState(0)
+    x = (rng.randn(60, 4) * 50).astype(np.float32)
+    y = (rng.rand(60) < 0.1).astype(np.int32)
+    x_val = (rng.randn(30, 4) * 50).astype(np.float32)
+    y_val = (rng.rand(30) < 0.1).astype(np.int32)
+    model = jaxnn.Sequential([jaxnn.layers.Dense(8), jaxnn.layers.Relu(), jaxnn.layers.Dense(2)])
+    settings = {"epochs": 3, "batch_size": 8, "validation_data": (x_val, y_val), "progress": False}
+    result = sweep(model, optim.sgd, (x, y), grid={"learning_rate": [1e-4, 1e7]}, **settings)
+    assert result.diverged_at_step[0] is None and result.diverged_at_step[1] is not None
+    names = result.metric_names()
+    assert sorted(names) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    first = result.diverged_at_step[1] // math.ceil(60 / 8)  # the epoch of the diverged step
+    for name in names:
+        assert np.isnan(result.histories[1][name][first:]).all()
+        assert np.isfinite(result.histories[1][name][:first]).all()
+        assert np.isfinite(result.histories[0][name]).all()
+    sane, diverged = result.summary()
+    assert all(math.isnan(diverged[f"{name}_{kind}"]) for name in names for kind in ("mean", "std"))
+    assert all(math.isfinite(sane[f"{name}_mean"]) for name in names)
+    for metric in names:
+        best = result.best(metric)
+        assert best.hyperparameters == {"learning_rate": 1e-4} and best.member == 0
+    assert result.best("val_accuracy").score == sane["val_accuracy_mean"]
+
+    # The same compiled program: every configuration diverges, and nothing is best.
+    result = sweep(model, optim.sgd, (x, y), grid={"learning_rate": [1e6, 1e7]}, **{**settings, "epochs": 1})
+    assert None not in result.diverged_at_step
+    with pytest.raises(ValueError, match="every configuration has a diverged member"):
+        result.best("val_accuracy")
 
 
 def test_table_summary_and_best_agree_with_the_histories(tmp_path, result):
