@@ -386,17 +386,17 @@ def _test_metrics(model, train_state, dataset, mesh=None) -> tuple[dict[str, flo
     return {"test_loss": results["loss"], "test_accuracy": results["accuracy"]}, confusion
 
 
-def _plots(out: str, history: History, confusion: np.ndarray, quiet: bool) -> list[str]:
+def _plots(out: str, history: History, confusion: np.ndarray, quiet: bool, title: str) -> list[str]:
     try:
         from jaxnn import viz
         written = []
         for metric in ("loss", "accuracy"):
             if metric in history:
                 path = os.path.join(out, f"{metric}.png")
-                viz.plot_history(history, path, metrics=[metric])
+                viz.plot_history(history, path, metrics=[metric], title=title)
                 written.append(path)
         path = os.path.join(out, "confusion_matrix.png")
-        viz.plot_confusion_matrix(confusion, path)
+        viz.plot_confusion_matrix(confusion, path, title=title)
         return written + [path]
     except ImportError as error:
         if not quiet:
@@ -405,7 +405,7 @@ def _plots(out: str, history: History, confusion: np.ndarray, quiet: bool) -> li
 
 
 def write_results(args: argparse.Namespace, out: str, model, train_state, history: History,
-                  dataset: data_module.Dataset, seconds: float, mesh=None) -> dict[str, Any]:
+                  dataset: data_module.Dataset, seconds: float, mesh=None, *, title: str = "") -> dict[str, Any]:
     """Write ``history.json``, ``metrics.json`` and the plots (process 0); returns the metrics."""
     metrics, confusion = _test_metrics(model, train_state, dataset, mesh)
     metrics.update({"epochs": history.epochs, "steps": int(train_state.step), "train_seconds": seconds,
@@ -414,7 +414,7 @@ def write_results(args: argparse.Namespace, out: str, model, train_state, histor
         return metrics
     history.save(os.path.join(out, HISTORY))
     write_json(os.path.join(out, METRICS), metrics, sort_keys=True)
-    plots = _plots(out, history, confusion, args.quiet)
+    plots = _plots(out, history, confusion, args.quiet, title)
     if not args.quiet:
         print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
               f"({seconds:.1f} s of training; {out}: {', '.join([CHECKPOINT, HISTORY, METRICS] + [os.path.basename(p) for p in plots])})")
@@ -450,7 +450,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         write_json(os.path.join(out, CONFIG), {**config, "epochs": args.epochs}, sort_keys=True)
     train_state, history, seconds = fit_run(args, out, config, model, optimizer, train_state, history,
                                             epochs_done, dataset, mesh)
-    return write_results(args, out, model, train_state, history, dataset, seconds, mesh)
+    return write_results(args, out, model, train_state, history, dataset, seconds, mesh,
+                         title=f"{config['model']} on {dataset.name}, {config['optimizer']} lr {config['lr']:g}")
 
 
 def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:

@@ -80,8 +80,19 @@ def _base_metrics(names: Sequence[str]) -> list[str]:
     return bases
 
 
+# What a metric's y axis shows, with its unit; other metrics are labelled with their name.
+Y_LABELS = {
+    "loss": "loss (mean per example)",
+    "accuracy": "accuracy (fraction correct)",
+    "top_k_accuracy": "top-k accuracy (fraction)",
+    "lr": "learning rate",
+    "epoch_seconds": "seconds per epoch",
+    "samples_per_second": "examples per second",
+}
+
+
 def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike | None = None, *,
-                 metrics: Sequence[str] | None = None):
+                 metrics: Sequence[str] | None = None, title: str | None = None):
     """Plots learning curves: one subplot per metric, its training and validation curves together.
 
     ``history`` maps a metric name to its per-epoch values, as ``fit`` returns it::
@@ -96,6 +107,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
       history: metric name -> list of numbers, all lists of the same length (one per epoch).
       path: where to write the figure as a PNG; nothing is written when None.
       metrics: the base metrics to plot, in this order (e.g. ``["loss"]``); all of them when None.
+      title: the run's name (model and data, e.g. ``"mlp on digits"``), shown above the plots and
+        in each subplot's title.
 
     Returns:
       The ``matplotlib.figure.Figure``.
@@ -136,8 +149,9 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
             if name in series:
                 ax.plot(epochs, series[name], marker="o" if epochs.size <= 30 else None,
                         markersize=3, label=label)
-        ax.set_title(base)
+        ax.set_title(base if title is None else f"{base}: {title}")
         ax.set_xlabel("epoch")
+        ax.set_ylabel(Y_LABELS.get(base, base))
         ax.grid(True, alpha=0.3)
         # Whole epochs only: a short run would otherwise get ticks at 1.5, 2.5, ...
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -150,7 +164,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
 
 
 def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
-                          class_names: Sequence[str] | None = None, normalize: bool = False):
+                          class_names: Sequence[str] | None = None, normalize: bool = False,
+                          title: str | None = None):
     """Draws a confusion matrix as an image: rows are true classes, columns predicted ones.
 
     ``matrix[i, j]`` counts the examples of true class ``i`` predicted as ``j``, the convention of
@@ -164,6 +179,7 @@ def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
       path: where to write the figure as a PNG; nothing is written when None.
       class_names: ``K`` labels for the axes; ``0 .. K-1`` when None.
       normalize: whether to show row fractions instead of counts.
+      title: the run's name (model and data), added to the title.
 
     Returns:
       The ``matplotlib.figure.Figure``; its image holds the (normalized) matrix.
@@ -215,7 +231,8 @@ def plot_confusion_matrix(matrix: Any, path: str | os.PathLike | None = None, *,
     ax.set_yticks(range(classes), labels)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title("confusion matrix" + (" (fraction of each true class)" if normalize else ""))
+    ax.set_title("confusion matrix" + (" (fraction of each true class)" if normalize else "")
+                 + ("" if title is None else f"\n{title}"))
     if classes <= _MAX_ANNOTATED_CLASSES:
         # Dark cells get white text so that every number stays readable.
         threshold = image.norm.vmax / 2

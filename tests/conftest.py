@@ -12,10 +12,38 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
-# Modules that run as a user would, with all of XLA's optimizations: the README, the examples, and
-# the 1000-step trajectories compared with optax (a chaotic Rosenbrock run amplifies the rounding
-# differences between optimized and unoptimized programs beyond their 1e-5 tolerance).
-OPTIMIZED_MODULES = ("test_readme", "test_examples", "test_against_optax")
+# Modules that run as a user would, with all of XLA's optimizations: the examples (whose short
+# default-run tests opt out again, see test_examples.py) and the 1000-step trajectories compared
+# with optax (a chaotic Rosenbrock run amplifies the rounding differences between optimized and
+# unoptimized programs beyond their 1e-5 tolerance). The README's blocks are short programs whose
+# time is compiling, like the other tests'.
+OPTIMIZED_MODULES = ("test_examples", "test_against_optax")
+
+
+# The files that take longest, longest first (seconds of one worker on 2 cores, default run):
+# pytest-xdist hands out whole files (--dist loadfile) in collection order, so starting with
+# these lets the two workers finish together instead of one waiting on a long file at the end.
+LONGEST_FIRST = (
+    "layers/test_contract.py",  # 88
+    "test_parallel.py",  # 45
+    "test_readme.py",  # 39
+    "layers/test_activations.py",  # 36
+    "test_examples.py",  # 31
+    "layers/test_recurrent.py",  # 30
+    "optim/test_against_optax.py",  # 26
+    "layers/test_normalization.py",  # 25
+    "test_losses.py",  # 24
+    "test_cli.py",  # 22
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith("tests/" + name)),
+                    len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a file and among the other files is kept
 
 
 @pytest.fixture(scope="module", autouse=True)

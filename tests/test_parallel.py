@@ -65,13 +65,14 @@ def trained(model, data, input_shape, devices, optimizer, **settings):
 mlp = jaxnn.Sequential([jaxnn.Dense(16), jaxnn.BatchNorm(), jaxnn.Relu(), jaxnn.Dropout(0.3), jaxnn.Dense(3)])
 cnn = jaxnn.Sequential([jaxnn.Conv2D(4, 3, padding="SAME"), jaxnn.BatchNorm(), jaxnn.Relu(), jaxnn.MaxPool2D(2),
                         jaxnn.Flatten(), jaxnn.Dense(3)])
-cases = {"mlp": (mlp, (x, y), (6,), dict(epochs=3, batch_size=32, steps_per_call=2)),
-         "cnn": (cnn, (images, image_labels), (8, 8, 1), dict(epochs=2, batch_size=16))}
-for name, (model, data, shape, settings) in cases.items():
+#    The CNN runs on 4 devices only: how a mesh of 1, 2 or 4 splits the batch is the MLP's check.
+cases = {"mlp": (mlp, (x, y), (6,), dict(epochs=3, batch_size=32, steps_per_call=2), (1, 2, 4)),
+         "cnn": (cnn, (images, image_labels), (8, 8, 1), dict(epochs=2, batch_size=16), (4,))}
+for name, (model, data, shape, settings, device_counts) in cases.items():
     optimizer = optim.sgd(0.1, momentum=0.9)
     base_state, base_history = trained(model, data, shape, None, optimizer, **settings)
     out[name] = {"base": host((base_state.params, base_state.state)), "base_loss": base_history["loss"]}
-    for devices in (1, 2, 4):
+    for devices in device_counts:
         state, history = trained(model, data, shape, devices, optimizer,
                                  validation_data=(data[0][:40], data[1][:40]), **settings)
         out[name][devices] = host((state.params, state.state))
@@ -177,8 +178,7 @@ def close(a, b, atol):
         np.testing.assert_allclose(np.asarray(left), np.asarray(right), atol=atol, rtol=atol)
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-@pytest.mark.parametrize("devices", ["1", "2", "4"])
+@pytest.mark.parametrize("model,devices", [("mlp", "1"), ("mlp", "2"), ("mlp", "4"), ("cnn", "4")])
 def test_fit_on_several_devices_equals_fit_on_one(single_process, model, devices):
     result = single_process[model]
     # The same permutations and dropout masks, BatchNorm over the global batch: the parameters and

@@ -40,6 +40,18 @@ def test_history_has_one_subplot_per_metric_with_train_and_validation(tmp_path):
     assert all(ax.get_xlabel() == "epoch" for ax in axes)
 
 
+def test_history_axes_name_their_units_and_the_run():
+    history = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.9], "val_loss": [1.1, 0.7], "custom": [1, 2]}
+    figure = viz.plot_history(history, title="mlp on digits")
+    by_metric = {ax.get_title().split(":")[0]: ax for ax in figure.axes}
+    assert by_metric["loss"].get_ylabel() == "loss (mean per example)"
+    assert by_metric["accuracy"].get_ylabel() == "accuracy (fraction correct)"
+    assert by_metric["custom"].get_ylabel() == "custom"
+    assert all(ax.get_title().endswith(": mlp on digits") and ax.get_xlabel() == "epoch" for ax in figure.axes)
+    matrix_figure = viz.plot_confusion_matrix(np.eye(3, dtype=int), title="mlp on digits")
+    assert matrix_figure.axes[0].get_title().endswith("mlp on digits")
+
+
 def test_history_png_is_written_and_valid(tmp_path):
     path = tmp_path / "history.png"
     figure = viz.plot_history(HISTORY, path)
