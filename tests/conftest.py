@@ -20,20 +20,40 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 OPTIMIZED_MODULES = ("test_examples", "test_against_optax")
 
 
-# The files that take longest, longest first (seconds of one worker on 2 cores, default run):
-# pytest-xdist hands out whole files (--dist loadfile) in collection order, so starting with
-# these lets the two workers finish together instead of one waiting on a long file at the end.
+# The files that take longest, longest first (seconds of one worker, default run, 2 cores).
+# pytest-xdist hands out whole files (--dist loadfile) in collection order, each worker taking
+# the next file as it nears the end of its last one; longest first, the two workers finish
+# together instead of one running a long file alone at the end. Files not listed take under 3 s.
 LONGEST_FIRST = (
-    "layers/test_contract.py",  # 88
-    "test_parallel.py",  # 45
-    "test_readme.py",  # 39
+    "layers/test_contract.py",  # 78
+    "test_parallel.py",  # 37
     "layers/test_activations.py",  # 36
     "test_examples.py",  # 31
     "layers/test_recurrent.py",  # 30
+    "test_readme.py",  # 28
     "optim/test_against_optax.py",  # 26
     "layers/test_normalization.py",  # 25
     "test_losses.py",  # 24
     "test_cli.py",  # 22
+    "layers/test_pooling.py",  # 18
+    "lab/test_lessons.py",  # 18
+    "train/test_loop.py",  # 18
+    "layers/test_conv.py",  # 17
+    "layers/test_attention.py",  # 15
+    "train/test_legacy_checkpoints.py",  # 13
+    "optim/test_base.py",  # 11
+    "train/test_step.py",  # 10
+    "train/test_sweep.py",  # 9
+    "test_models.py",  # 8
+    "test_init.py",  # 8
+    "test_properties.py",  # 7
+    "layers/test_dense.py",  # 7
+    "test_notebooks.py",  # 6
+    "test_metrics.py",  # 4
+    "layers/test_dropout.py",  # 4
+    "train/test_entry_checks.py",  # 4
+    "test_core.py",  # 4
+    "optim/test_partition.py",  # 4
 )
 
 

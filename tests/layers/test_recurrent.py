@@ -323,8 +323,12 @@ def test_bidirectional_initial_state_and_errors():
         Bidirectional(GRU(3, return_sequences=True), GRU(2, reverse=True)).init(jax.random.key(0), (4, 2))
 
 
-@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru"])
-@pytest.mark.parametrize("return_sequences", [False, True])
+# Each cell kind with each output once in the default run; the other three pairs with -m slow.
+@pytest.mark.parametrize("kind,return_sequences", [
+    ("tanh", False), ("lstm", True), ("gru", False),
+    *(pytest.param(kind, sequences, marks=pytest.mark.slow)
+      for kind, sequences in [("tanh", True), ("lstm", False), ("gru", True)]),
+])
 def test_bidirectional_without_a_backward_layer_equals_an_explicit_reversed_one(kind, return_sequences):
     # Left out, the backward direction is the forward kind run on the reversed sequence; given,
     # it is a layer built with reverse=True. Both compute the same, in value and gradient.
