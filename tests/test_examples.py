@@ -67,6 +67,7 @@ def test_mnist1d_models_reach_the_published_accuracies():
     assert results["GRU"] >= 0.88
 
 
+@pytest.mark.slow  # the Transformer block's own tests and test_models train it in the default run
 def test_transformer_sequence_trains_above_chance():
     # A short run only gets above chance (1/10 per token); exact reversal needs the full run
     # (marked slow below), whose learning curve turns sharply after a few thousand steps.

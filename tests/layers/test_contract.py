@@ -71,9 +71,14 @@ PARAMS = [(name, shape) for name, (_, shapes, _) in CASES.items() for shape in s
 SLOW_CASES = {"GroupNorm", "RMSNorm", "ConvTranspose1D", "ConvTranspose2D", "SimpleRNN(num_layers=2)"}
 
 
-def marked(params):
-    """``params`` for ``parametrize``, the ones of :data:`SLOW_CASES` marked slow."""
-    return [pytest.param(*entry, marks=pytest.mark.slow) if entry[0] in SLOW_CASES else entry
+# Activations whose jit, vmap and gradient checks (by finite differences) are in
+# tests/layers/test_activations.py: here those two compiled checks run only with `-m slow`.
+ACTIVATION_CASES = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Softmax", "LogSoftmax", "Gelu", "Elu", "Swish"}
+
+
+def marked(params, slow=frozenset(SLOW_CASES)):
+    """``params`` for ``parametrize``, the ones named in ``slow`` marked slow."""
+    return [pytest.param(*entry, marks=pytest.mark.slow) if entry[0] in slow else entry
             for entry in params]
 
 
@@ -107,7 +112,7 @@ def test_init_predicts_apply_shape(name, input_shape, batch_shape):
         assert y_train.shape == y.shape
 
 
-@pytest.mark.parametrize("name,input_shape", marked(PARAMS))
+@pytest.mark.parametrize("name,input_shape", marked(PARAMS, SLOW_CASES | ACTIVATION_CASES))
 def test_jit_and_vmap_agree_with_the_batched_call(name, input_shape):
     factory, _, integer = CASES[name]
     layer = factory()
@@ -120,7 +125,7 @@ def test_jit_and_vmap_agree_with_the_batched_call(name, input_shape):
     np.testing.assert_allclose(single, batched, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,input_shape", marked(PARAMS))
+@pytest.mark.parametrize("name,input_shape", marked(PARAMS, SLOW_CASES | ACTIVATION_CASES))
 def test_gradients_are_finite_and_flow_to_every_parameter(name, input_shape):
     factory, _, integer = CASES[name]
     layer = factory()
