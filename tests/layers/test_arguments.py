@@ -19,7 +19,6 @@ from jaxnn.layers import (
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
-    Conv1D,
     Conv2D,
     Dense,
     Dropout,
