@@ -74,6 +74,9 @@ def test_children_named_like_former_kinds_by_the_user_keep_their_names(tmp_path)
     assert_bit_equal(template, restored)
 
 
+# Trains a Transformer for an epoch, so -m slow; the default run keeps the restore of a checkpoint
+# written before the renames and the same output computed with it (the tests above).
+@pytest.mark.slow
 def test_evaluate_and_resume_an_old_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(LEGACY / "transformer_run", run)
