@@ -17,18 +17,25 @@ from jaxnn.core import LayerTypeError, LayerValueError, check_array, check_float
 Pairs = tuple[tuple[int, int], ...]
 
 
-def positive_tuple(value, ndim: int, argument: str, constructor: str) -> tuple[int, ...]:
-    """``value`` (an int, or a tuple of ``ndim`` ints) as a tuple of ``ndim`` positive ints."""
-    expected = "a positive int" + (f" or a tuple of {ndim} positive ints" if ndim > 1 else "")
+def int_tuple(value, ndim: int, argument: str, constructor: str, *, low: int) -> tuple[int, ...]:
+    """``value`` (an int, or a tuple of ``ndim`` ints) as a tuple of ``ndim`` ints of at least
+    ``low`` (1: positive, 0: non-negative)."""
+    kind = {1: "positive", 0: "non-negative"}[low]
+    expected = f"a {kind} int" + (f" or a tuple of {ndim} {kind} ints" if ndim > 1 else "")
     if is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, (tuple, list)) and len(value) == ndim and all(map(is_int, value)):
         values = tuple(int(v) for v in value)
     else:
         raise LayerTypeError(f"{constructor}: `{argument}` must be {expected}, got {value!r}")
-    if any(v <= 0 for v in values):
+    if any(v < low for v in values):
         raise LayerValueError(f"{constructor}: `{argument}` (={value!r}) must be {expected}")
     return values
+
+
+def positive_tuple(value, ndim: int, argument: str, constructor: str) -> tuple[int, ...]:
+    """``value`` (an int, or a tuple of ``ndim`` ints) as a tuple of ``ndim`` positive ints."""
+    return int_tuple(value, ndim, argument, constructor, low=1)
 
 
 def padding_spec(padding, ndim: int, constructor: str) -> str | Pairs:

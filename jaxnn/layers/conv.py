@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import init as initializers
-from jaxnn._checks import check_bool, check_int, check_positive_int, is_int
+from jaxnn._checks import check_bool, check_positive_int
 from jaxnn.core import (
     Layer,
-    LayerTypeError,
     LayerValueError,
     as_shape,
     check_entries,
@@ -34,6 +33,7 @@ from jaxnn.layers._conv_transpose import conv_transpose, transposed_output_sizes
 from jaxnn.layers._spatial import (
     check_spatial_fit,
     flatten_batch,
+    int_tuple,
     output_sizes,
     padding_spec,
     positive_tuple,
@@ -42,6 +42,20 @@ from jaxnn.layers._spatial import (
 )
 
 __all__ = ["Conv1D", "Conv2D", "ConvTranspose1D", "ConvTranspose2D"]
+
+
+def _over_batch(kernel, x, w, maybe_b, features: int, ndim: int) -> jax.Array:
+    """``kernel(flat_x, w)`` in the compute dtype of ``x`` and ``w``, over any leading batch axes
+    (flattened into one), plus the bias ``maybe_b[0]`` when there is one: the part of ``apply``
+    that a convolution and a transposed convolution share."""
+    dtype = compute_dtype(x.dtype, w.dtype)
+    flat, batch_shape = flatten_batch(x.astype(dtype), ndim)
+    y = kernel(flat, w.astype(dtype))
+    y = y.reshape(batch_shape + y.shape[1:])
+    if maybe_b:
+        b = check_entry(maybe_b[0], "params['b']", (features,))
+        y = y + expand_to(b.astype(dtype), y.ndim)
+    return y
 
 
 def _conv(ndim: int, name: str, constructor: str, features, kernel_size, stride, padding, dilation,
@@ -99,13 +113,8 @@ def _conv(ndim: int, name: str, constructor: str, features, kernel_size, stride,
                 f"got shape {x.shape}"
             )
         pads, _ = geometry(x.shape[x.ndim - ndim - 1:-1])
-        dtype = compute_dtype(x.dtype, w.dtype)
-        flat, batch_shape = flatten_batch(x.astype(dtype), ndim)
-        y = convolve(flat, w.astype(dtype), strides, pads, dilations, groups)
-        y = y.reshape(batch_shape + y.shape[1:])
-        if use_bias:
-            b = check_entry(maybe_b[0], "params['b']", (features,))
-            y = y + expand_to(b.astype(dtype), y.ndim)
+        y = _over_batch(lambda flat, w: convolve(flat, w, strides, pads, dilations, groups),
+                        x, w, maybe_b, features, ndim)
         return y, state
 
     return make_layer(name, init, apply)
@@ -207,28 +216,14 @@ def Conv2D(
                  use_bias, w_init, b_init, param_dtype)
 
 
-def _non_negative_tuple(value, ndim: int, argument: str, constructor: str) -> tuple[int, ...]:
-    """``value`` (an int, or a tuple of ``ndim`` ints) as a tuple of ``ndim`` non-negative ints."""
-    expected = "a non-negative int" + (f" or a tuple of {ndim} non-negative ints" if ndim > 1 else "")
-    if is_int(value):
-        values = (int(value),) * ndim
-    elif isinstance(value, (tuple, list)) and len(value) == ndim and all(map(is_int, value)):
-        values = tuple(int(v) for v in value)
-    else:
-        raise LayerTypeError(f"{constructor}: `{argument}` must be {expected}, got {value!r}")
-    for v in values:
-        check_int(v, argument, constructor, low=0)
-    return values
-
-
 def _conv_transpose(ndim: int, name: str, constructor: str, features, kernel_size, stride, padding,
                     output_padding, dilation, groups, use_bias, w_init, b_init, param_dtype) -> Layer:
     features = check_positive_int(features, "features", constructor)
     kernel = positive_tuple(kernel_size, ndim, "kernel_size", constructor)
     strides = positive_tuple(stride, ndim, "stride", constructor)
     dilations = positive_tuple(dilation, ndim, "dilation", constructor)
-    paddings = _non_negative_tuple(padding, ndim, "padding", constructor)
-    output_paddings = _non_negative_tuple(output_padding, ndim, "output_padding", constructor)
+    paddings = int_tuple(padding, ndim, "padding", constructor, low=0)
+    output_paddings = int_tuple(output_padding, ndim, "output_padding", constructor, low=0)
     for op, s, d in zip(output_paddings, strides, dilations):
         # PyTorch's rule: the extra output rows must lie within one stride or one dilation step.
         if op >= s and op >= d:
@@ -288,13 +283,9 @@ def _conv_transpose(ndim: int, name: str, constructor: str, features, kernel_siz
                 f"input channels (={w.shape[-2]}) must be divisible by `groups` (={groups})"
             )
         out_sizes(x.shape[x.ndim - ndim - 1:-1])
-        dtype = compute_dtype(x.dtype, w.dtype)
-        flat, batch_shape = flatten_batch(x.astype(dtype), ndim)
-        y = conv_transpose(flat, w.astype(dtype), strides, paddings, output_paddings, dilations, groups)
-        y = y.reshape(batch_shape + y.shape[1:])
-        if use_bias:
-            b = check_entry(maybe_b[0], "params['b']", (features,))
-            y = y + expand_to(b.astype(dtype), y.ndim)
+        y = _over_batch(lambda flat, w: conv_transpose(flat, w, strides, paddings, output_paddings,
+                                                       dilations, groups),
+                        x, w, maybe_b, features, ndim)
         return y, state
 
     return make_layer(name, init, apply)
