@@ -39,6 +39,15 @@ def test_non_finite_one_dimensional_input_gives_its_index():
         check_dataset(x, name="validation")
 
 
+def test_finite_values_whose_sum_overflows_pass_and_infinities_among_them_are_found():
+    # The check sums first: a sum that overflows from finite values is no error.
+    huge = np.full((4, 3), 3e38, np.float32)
+    assert check_dataset(huge) is None
+    huge[2, 1] = -np.inf
+    with pytest.raises(ValueError, match=re.escape("train x contains -inf at index (2, 1) (example 2)")):
+        check_dataset(huge)
+
+
 def test_integer_inputs_need_no_finiteness_check():
     check_dataset(np.array([[1, 2], [3, 4]], np.int32), np.array([0, 1]), 2)
 
