@@ -3,14 +3,15 @@
 The one used is picked when a function is traced (:func:`use_cpu_formulation`):
 
 - on accelerators, ``lax.conv_general_dilated`` and ``lax.reduce_window``;
-- on CPU, the same convolution forward pass with derivatives computed as matrix products of
-  patches (im2col) built in cache-sized blocks of examples, and pooling by reshapes
-  (non-overlapping windows) or strided slices (overlapping ones) with a max-pooling derivative
-  rule of the same kind. On CPU, XLA computes the derivatives of ``lax.conv_general_dilated`` with
-  generic convolution kernels several times slower than its forward pass (over ten times slower
-  inside ``lax.scan``), and the derivative of ``reduce_window`` max is a ``select_and_scatter``
-  several times slower than the forward pass, while matrix products and fused elementwise loops
-  are fast everywhere; see ``bench/layers_vs_pytorch.py``.
+- on CPU, convolutions as matrix products of patches (im2col): of the whole batch where its
+  patches are small enough, else XLA's forward pass with derivatives from patches built in
+  cache-sized blocks of examples; and pooling by reshapes (non-overlapping windows) or strided
+  slices (overlapping ones) with a max-pooling derivative rule of the same kind. On CPU, XLA
+  computes the derivatives of ``lax.conv_general_dilated`` with generic convolution kernels
+  several times slower than its forward pass (over ten times slower inside ``lax.scan``), and the
+  derivative of ``reduce_window`` max is a ``select_and_scatter`` several times slower than the
+  forward pass, while matrix products and fused elementwise loops are fast everywhere; see
+  ``bench/layers_vs_pytorch.py``.
 
 Every kernel takes ``x (N, *spatial, C)`` with one batch axis and explicit ``(low, high)`` padding.
 """
@@ -49,12 +50,14 @@ def conv_xla(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
 def conv_cpu(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
     """The CPU formulation of :func:`conv_xla`: the same sum, computed as described below.
 
-    Padding is applied first, so that the convolution itself is ``VALID``: XLA's fast CPU
-    convolution kernel takes only paddings smaller than the kernel. The forward pass is
-    ``lax.conv_general_dilated``; the derivatives come from :func:`_valid_conv_cpu`'s JVP rule,
-    which is linear in the tangents and made of matrix products of patches, so that reverse mode
+    Padding is applied first, so that the convolution itself is ``VALID``. Where the whole
+    batch's patches take at most :data:`WHOLE_BATCH_PATCH_BYTES`, the convolution is one matrix
+    product of them, differentiated by JAX's own rules. Otherwise the forward pass is
+    ``lax.conv_general_dilated`` (XLA's fast CPU kernel takes only paddings smaller than the
+    kernel) and the derivatives come from :func:`_valid_conv_cpu`'s JVP rule, which is linear in
+    the tangents and made of matrix products of patches built in blocks, so that reverse mode
     (its transpose) is made of matrix products too. 1D convolutions run as 2D ones over a unit
-    axis, since XLA's fast kernel is 2D only.
+    axis.
     """
     if len(strides) == 1:
         y = conv_cpu(x[:, None], w[None], (1,) + tuple(strides), ((0, 0),) + tuple(pads),
@@ -62,13 +65,35 @@ def conv_cpu(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
         return y[:, 0]
     if any(low or high for low, high in pads):
         x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
-    return _valid_conv_cpu(x, w, tuple(strides), tuple(dilations), groups)
+    strides, dilations = tuple(strides), tuple(dilations)
+    # A symbolic batch size (jax.export) has no size to compare: XLA's forward pass then.
+    batch = x.shape[0]
+    if (isinstance(batch, (int, np.integer))
+            and batch * _patch_bytes_per_example(x, w, strides, dilations) <= WHOLE_BATCH_PATCH_BYTES):
+        return _patch_product(x, w, strides, dilations, groups)
+    return _valid_conv_cpu(x, w, strides, dilations, groups)
 
 
-# Examples per block of patches are chosen so that a block's patches take about this many bytes
-# and stay in cache between being built and being multiplied. On a 2-core AMD EPYC, 256 KB to
-# 1 MB blocks trained a LeNet-sized CNN fastest; 4 MB blocks were slower on a loaded machine, and
-# whole-batch patches (no blocks) made the training step 1.7 times as slow.
+# Up to this size, the whole batch's patches are built at once, and the convolution and its
+# derivatives are single matrix products. A LeNet training step (batch 128, the second layer's
+# patches 17.8 MB) took 16.5 ms this way inside lax.scan, against 25 ms with XLA's forward
+# convolution and 512 KB blocks, on a 2-core Intel Xeon. Far larger patch matrices (265 MB for 64
+# channels on 32x32 images, batch 128) were twice as slow as blocks.
+WHOLE_BATCH_PATCH_BYTES = 32 << 20
+
+
+def _patch_bytes_per_example(x, w, strides, dilations) -> int:
+    height, width, channels = x.shape[1:]
+    kh, kw = w.shape[:2]
+    out_h = (height - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    out_w = (width - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    return max(out_h, 0) * max(out_w, 0) * kh * kw * channels * jnp.dtype(x.dtype).itemsize
+
+
+# Past WHOLE_BATCH_PATCH_BYTES, examples per block of patches are chosen so that a block's
+# patches take about this many bytes and stay in cache between being built and being
+# multiplied. On a 2-core AMD EPYC, 256 KB to 1 MB blocks trained a LeNet-sized CNN fastest of
+# the block sizes.
 BLOCK_BYTES = 1 << 19
 
 
@@ -136,11 +161,8 @@ def _blocked_patch_product(x, w, strides, dilations, groups):
     backward pass rather than saved (``jax.checkpoint``), they never leave the cache. The transpose
     of the scan accumulates the kernel's gradient over blocks in its carry.
     """
-    n, height, width, channels = x.shape
-    kh, kw = w.shape[:2]
-    out_h = (height - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    out_w = (width - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    example_bytes = out_h * out_w * kh * kw * channels * jnp.dtype(x.dtype).itemsize
+    n = x.shape[0]
+    example_bytes = _patch_bytes_per_example(x, w, strides, dilations)
     block = int(max(1, min(n, BLOCK_BYTES // max(example_bytes, 1))))
     product = jax.checkpoint(lambda xs: _patch_product(xs, w, strides, dilations, groups))
     full = n - n % block

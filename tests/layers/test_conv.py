@@ -19,7 +19,20 @@ from jaxnn.layers import _conv_kernels as kernels
 from jaxnn.layers._conv_kernels import conv_cpu, conv_xla
 from jaxnn.layers.conv import Conv1D, Conv2D
 
-FORMULATIONS = {"cpu": conv_cpu, "xla": conv_xla}
+
+
+def conv_cpu_in_blocks(x, w, *args, **kwargs):
+    """The CPU formulation with XLA's forward pass and derivatives from blocks of patches, which
+    it picks for batches whose patches exceed WHOLE_BATCH_PATCH_BYTES (decided when traced)."""
+    saved = kernels.WHOLE_BATCH_PATCH_BYTES
+    kernels.WHOLE_BATCH_PATCH_BYTES = 0
+    try:
+        return conv_cpu(x, w, *args, **kwargs)
+    finally:
+        kernels.WHOLE_BATCH_PATCH_BYTES = saved
+
+
+FORMULATIONS = {"cpu": conv_cpu, "cpu_in_blocks": conv_cpu_in_blocks, "xla": conv_xla}
 
 
 def zeros_from_numpy(key, shape, dtype):
@@ -172,18 +185,19 @@ def test_the_two_formulations_agree_in_value_and_both_derivatives():
         x, w = jnp.asarray(to_channels_last(x_torch)), port_from_torch(weight)
         out_weights = normal(3, conv_xla(x, w, *spec.arguments()).shape)
         results = [jax.jit(functools.partial(_value_gradients_and_tangent, conv, spec))(x, w, out_weights)
-                   for conv in (conv_cpu, conv_xla)]
-        for a, b in zip(*map(jax.tree_util.tree_leaves, results)):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3, err_msg=str(spec))
+                   for conv in (conv_cpu, conv_cpu_in_blocks, conv_xla)]
+        for ours in results[:2]:
+            for a, b in zip(*map(jax.tree_util.tree_leaves, (ours, results[2]))):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3, err_msg=str(spec))
 
 
 @pytest.mark.parametrize("name", FORMULATIONS)
 def test_gradients_against_finite_differences_in_float64(name):
     conv = FORMULATIONS[name]
     with jax.enable_x64(True):
-        # Second order for the CPU formulation, whose derivative rule is itself differentiated;
-        # the generic one is differentiated by JAX's own rules.
-        for spec, order in [(SPECS[2], 2 if name == "cpu" else 1), (SPECS[7], 1)]:
+        # Second order for the CPU formulation in blocks, whose derivative rule is itself
+        # differentiated; the others are differentiated by JAX's own rules.
+        for spec, order in [(SPECS[2], 2 if name == "cpu_in_blocks" else 1), (SPECS[7], 1)]:
             x_torch, weight, _ = spec.problem(batch=2, seed=4)
             x = jnp.asarray(to_channels_last(x_torch), jnp.float64)
             w = jnp.asarray(port_from_torch(weight), jnp.float64)
@@ -196,6 +210,7 @@ def test_gradients_against_finite_differences_in_float64(name):
 def test_blocks_of_examples_with_a_remainder_and_an_empty_batch(monkeypatch):
     # Small blocks, so that 5 examples make two full blocks of 2 and a remainder of 1.
     example_bytes = 6 * 7 * 9 * 3 * 4
+    monkeypatch.setattr(kernels, "WHOLE_BATCH_PATCH_BYTES", 0)
     monkeypatch.setattr(kernels, "BLOCK_BYTES", 2 * example_bytes)
     x = normal(0, (5, 6, 7, 3))
     w = normal(1, (3, 3, 3, 4))
