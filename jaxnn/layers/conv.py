@@ -2,8 +2,8 @@
 and their transposes, ConvTranspose1D and ConvTranspose2D (PyTorch's ``ConvTranspose1d/2d``).
 
 The sum is computed by ``jaxnn.layers._conv_kernels`` in the formulation that is fastest on the
-backend in use: ``lax.conv_general_dilated`` on accelerators, the same forward pass with
-derivatives as blocked matrix products of patches on CPU.
+backend in use: ``lax.conv_general_dilated`` on accelerators, matrix products of patches
+(im2col) on CPU.
 """
 
 from __future__ import annotations
