@@ -139,47 +139,6 @@ def all_finite(tree) -> jax.Array:
     return jnp.isfinite(functools.reduce(jnp.add, sums))
 
 
-def step_key(key: jax.Array, step: jax.Array) -> jax.Array:
-    """The key of training step ``step``: ``jax.random.fold_in(key, step)``, bit for bit.
-
-    Train steps draw from this key and leave the train state's key as it is, so a step whose
-    model uses no randomness computes no key at all (XLA drops the unused hash) and returns no
-    new one. Returning a new key from each step, a tiny output written apart from the rest, made
-    a small model's step about 40% slower on CPU.
-
-    For the default threefry key the hash is written out here, unrolled, so that XLA fuses it
-    into one kernel (``jax.random.fold_in`` runs it as a loop of small kernels on CPU). Other key
-    types use ``jax.random.fold_in``.
-    """
-    if (not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape
-            or str(jax.random.key_impl(key)) != "threefry2x32"):
-        return jax.random.fold_in(key, step)
-    key_words = jax.random.key_data(key)
-    # fold_in hashes the counter (0, data) under the key, as jax.random.fold_in does.
-    high, low = threefry2x32(key_words[0], key_words[1], jnp.uint32(0), jnp.asarray(step).astype(jnp.uint32))
-    return jax.random.wrap_key_data(jnp.stack([high, low]), impl=jax.random.key_impl(key))
-
-
-def threefry2x32(key_0, key_1, count_0, count_1):
-    """The Threefry-2x32 hash (20 rounds; Salmon et al. 2011) of the counter words
-    ``(count_0, count_1)`` under the key words ``(key_0, key_1)``, all ``uint32``, as JAX computes it."""
-
-    def rotate_left(word, bits):
-        return (word << jnp.uint32(bits)) | (word >> jnp.uint32(32 - bits))
-
-    key_2 = key_0 ^ key_1 ^ jnp.uint32(0x1BD11BDA)
-    schedule = (key_0, key_1, key_2)
-    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-    x_0, x_1 = count_0 + key_0, count_1 + key_1
-    for block in range(5):
-        for bits in rotations[block % 2]:
-            x_0 = x_0 + x_1
-            x_1 = x_0 ^ rotate_left(x_1, bits)
-        x_0 = x_0 + schedule[(block + 1) % 3]
-        x_1 = x_1 + schedule[(block + 2) % 3] + jnp.uint32(block + 1)
-    return x_0, x_1
-
-
 def _batch_sums(outputs, targets, losses, metric_fns, step, finite=True) -> dict[str, jax.Array]:
     # A step is bad when its loss, or (``finite``) the parameters it produced, are not finite.
     finite_losses = jnp.isfinite(losses)
@@ -221,7 +180,11 @@ def one_step(model, loss_fn: LossFn, optimizer, metric_fns: Mapping[str, MetricF
     """The un-jitted single optimizer step ``(train_state, x, y) -> (train_state, sums)``."""
 
     def step(train_state: TrainState, x, y):
-        key = step_key(train_state.key, train_state.step)
+        # The step's key is derived, and the train state's key left as it is: a model without
+        # dropout then computes no key at all (XLA drops the unused hash), and the step returns
+        # no new key. Returning a new key from each step, a tiny output written apart from the
+        # rest, made a small model's step about 40% slower on CPU.
+        key = jax.random.fold_in(train_state.key, train_state.step)
 
         def objective(params):
             outputs, new_state = model.apply(params, train_state.state, x, key=key, train=True)
