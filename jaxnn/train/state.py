@@ -25,8 +25,9 @@ class TrainState(NamedTuple):
       state: non-trainable layer state, such as BatchNorm's running statistics.
       opt_state: the optimizer's state.
       step: int32 scalar, the number of optimizer steps taken.
-      key: typed PRNG key; step ``t`` draws from ``jax.random.fold_in(key, t)`` and leaves the key
-        as it is, so a resumed run draws the same dropout masks as one that never stopped.
+      key: typed PRNG key; step ``t`` draws from a key folded from it and ``t``
+        (:func:`jaxnn.train.step.step_key`) and leaves it as it is, so a resumed run draws the
+        same dropout masks as one that never stopped.
     """
 
     params: Any

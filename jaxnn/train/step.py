@@ -176,6 +176,19 @@ def averages(totals: Mapping[str, Any]) -> dict[str, float]:
             if name not in ("count", "first_bad_step")}
 
 
+# The stream the dropout keys come from: step ``t`` draws from
+# ``fold_in(fold_in(key, DROPOUT_STREAM), t)``. Not from ``fold_in(key, t)`` itself: ``fit``
+# splits the train state's key for each epoch, and ``jax.random.split`` hashes the counters 0 and
+# 1, as ``fold_in(key, 0)`` and ``fold_in(key, 1)`` do, so steps 0 and 1 would draw their masks
+# from the next epoch's shuffle and run keys.
+DROPOUT_STREAM = 0x64726F70  # "drop"
+
+
+def step_key(key: jax.Array, step) -> jax.Array:
+    """The key training step ``step`` draws its randomness (dropout) from, given the train state's key."""
+    return jax.random.fold_in(jax.random.fold_in(key, DROPOUT_STREAM), step)
+
+
 def one_step(model, loss_fn: LossFn, optimizer, metric_fns: Mapping[str, MetricFn]):
     """The un-jitted single optimizer step ``(train_state, x, y) -> (train_state, sums)``."""
 
@@ -184,7 +197,7 @@ def one_step(model, loss_fn: LossFn, optimizer, metric_fns: Mapping[str, MetricF
         # dropout then computes no key at all (XLA drops the unused hash), and the step returns
         # no new key. Returning a new key from each step, a tiny output written apart from the
         # rest, made a small model's step about 40% slower on CPU.
-        key = jax.random.fold_in(train_state.key, train_state.step)
+        key = step_key(train_state.key, train_state.step)
 
         def objective(params):
             outputs, new_state = model.apply(params, train_state.state, x, key=key, train=True)
@@ -223,9 +236,8 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
                     metrics: Mapping[str, MetricFn] | None = None, donate: bool = True, mesh=None):
     r"""Compile ``(train_state, (x, y)) -> (train_state, metrics)``: ``steps_per_call`` optimizer steps.
 
-    Step ``t`` draws its randomness (dropout) from ``jax.random.fold_in(key, t)``, with the train
-    state's key and step count, so that a resumed run draws what the uninterrupted run would; it
-    computes
+    Step ``t`` draws its randomness (dropout) from :func:`step_key` of the train state's key and
+    ``t``, so that a resumed run draws what the uninterrupted run would; it computes
 
     .. math:: \theta \leftarrow \theta + \text{optimizer}\Big(\nabla_\theta \tfrac{1}{B}\textstyle\sum_i
               \ell(f_\theta(x_i), y_i)\Big)

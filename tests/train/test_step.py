@@ -15,6 +15,7 @@ from conftest import assert_trees_close
 
 import jaxnn
 from jaxnn.train import TrainState, averages, create_train_state, make_eval_step, make_train_step
+from jaxnn.train.step import DROPOUT_STREAM, step_key
 
 
 INT32_MAX = int(np.iinfo(np.int32).max)
@@ -91,7 +92,7 @@ def test_one_step_equals_hand_written_grad_and_optax_adam(adam_step):
     assert_trees_close(optax.apply_updates(before, updates), new_state.params)
     assert int(new_state.step) == 1
     assert int(sums["count"]) == BATCH
-    # The step draws from fold_in(key, step) and leaves the key as it was.
+    # The step draws from a key folded from the key and the step, and leaves the key as it was.
     np.testing.assert_array_equal(key_bits(new_state.key), key_bits(train_state.key))
     # Without donation the caller's train state is untouched.
     assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(train_state))
@@ -192,6 +193,17 @@ def test_dropout_result_depends_on_the_key(dropout_step):
     with_other_key, _ = dropout_step(train_state._replace(key=jax.random.key(99)), (x, y))
     own, other = with_own_key.params["dense_0"]["w"], with_other_key.params["dense_0"]["w"]
     assert np.abs(np.asarray(own) - np.asarray(other)).max() > 1e-4
+
+
+def test_dropout_keys_are_apart_from_the_keys_fit_splits_for_each_epoch():
+    # fit splits the train state's key for each epoch (shuffle key, next key). No step may draw
+    # its masks from either: jax.random.split hashes the counters 0 and 1, as fold_in(key, 0) and
+    # fold_in(key, 1) do, so a plain fold_in(key, step) would.
+    key = jax.random.key(11)
+    split = {tuple(np.asarray(bits)) for bits in key_bits(jax.random.split(key))}
+    steps = {tuple(np.asarray(jax.random.key_data(step_key(key, t)))) for t in range(64)}
+    assert len(steps) == 64 and not steps & split
+    assert {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(key, t)))) for t in (0, 1)} == split
 
 
 @pytest.mark.parametrize("steps_per_call", [0, -1])
@@ -380,16 +392,17 @@ def test_all_finite_over_leaves_of_several_dtypes_and_shapes():
     assert bool(all_finite({"n": jnp.arange(3)}))
 
 
-def test_dropout_step_draws_from_fold_in_of_the_key_and_step_like_a_hand_written_step():
-    # Step t draws its dropout masks from jax.random.fold_in(key, t): a hand-written Adam step
-    # (optax) that applies the model with that key gives the same parameters, at step 0 and 5.
+def test_dropout_step_draws_from_its_step_key_like_a_hand_written_step():
+    # Step t draws its dropout masks from fold_in(fold_in(key, DROPOUT_STREAM), t): a
+    # hand-written Adam step (optax) that applies the model with that key gives the same
+    # parameters, at step 0 and 5.
     oracle = optax.adam(1e-2)
     for start_step in (0, 5):
         train_state = create_train_state(DROPOUT_MODEL, ADAM, jax.random.key(3), (4,))
         train_state = train_state._replace(step=jnp.asarray(start_step, jnp.int32))
         params = host_copy(train_state.params)
         x, y = batch(30 + start_step)
-        key = jax.random.fold_in(train_state.key, start_step)
+        key = jax.random.fold_in(jax.random.fold_in(train_state.key, DROPOUT_STREAM), start_step)
 
         def loss(params):
             logits, _ = DROPOUT_MODEL.apply(params, train_state.state, x, key=key, train=True)
