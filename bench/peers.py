@@ -688,7 +688,8 @@ def main() -> None:
               (f"fit({SCAN}) / JAX scan({SCAN})", f"fit({SCAN})", f"JAX scan({SCAN})"),
               ("Keras fit / fit", "Keras fit", "fit"),
               (f"Keras fit({SCAN}) / fit({SCAN})", f"Keras fit({SCAN})", f"fit({SCAN})"),
-              ("PyTorch / make_train_step", "PyTorch", "make_train_step")]
+              ("PyTorch / make_train_step", "PyTorch", "make_train_step"),
+              (f"PyTorch / make_train_step({SCAN})", "PyTorch", f"make_train_step({SCAN})")]
     ratios = [ratio for ratio in ratios if ratio[1] in columns and ratio[2] in columns]
     if ratios:
         print("\nTime ratios (below 1: the first is faster; Keras and PyTorch over jaxnn: above 1, jaxnn "
