@@ -121,12 +121,14 @@ def check_finite(array: np.ndarray, what: str) -> None:
     if not np.issubdtype(array.dtype, np.inexact):
         return
     # A sum is finite only if every value is (IEEE 754: a NaN or an infinity makes it NaN or
-    # infinite), and summing reads the array once without a flag array as large as itself: a
-    # third of the time of isfinite and any. A sum that overflows from finite values falls
-    # through to the exact search below, which then finds nothing.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(array)):
-            return
+    # infinite), and summing reads the array once without a flag array as large as itself: 1.2
+    # ms instead of 1.6 for 8192 x 784 float32 values. A sum that overflows from finite values
+    # falls through to the exact search below, which then finds nothing. Half-precision sums
+    # overflow too soon (a thousand values of 255) to be worth trying.
+    if array.dtype.itemsize >= 4:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(array)):
+                return
     bad = ~np.isfinite(array)
     if not bad.any():
         return

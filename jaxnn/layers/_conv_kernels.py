@@ -66,10 +66,7 @@ def conv_cpu(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
     if any(low or high for low, high in pads):
         x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
     strides, dilations = tuple(strides), tuple(dilations)
-    # A symbolic batch size (jax.export) has no size to compare: XLA's forward pass then.
-    batch = x.shape[0]
-    if (isinstance(batch, (int, np.integer))
-            and batch * _patch_bytes_per_example(x, w, strides, dilations) <= WHOLE_BATCH_PATCH_BYTES):
+    if _whole_batch_patches_fit(x, w, strides, dilations):
         return _patch_product(x, w, strides, dilations, groups)
     return _valid_conv_cpu(x, w, strides, dilations, groups)
 
@@ -80,6 +77,18 @@ def conv_cpu(x, w, strides, pads: Pairs, dilations, groups: int) -> jax.Array:
 # convolution and 512 KB blocks, on a 2-core Intel Xeon. Far larger patch matrices (265 MB for 64
 # channels on 32x32 images, batch 128) were twice as slow as blocks.
 WHOLE_BATCH_PATCH_BYTES = 32 << 20
+
+
+def _whole_batch_patches_fit(x, w, strides, dilations) -> bool:
+    """Whether the whole batch's patches take at most :data:`WHOLE_BATCH_PATCH_BYTES`.
+
+    Symbolic sizes (``jax.export``) have no size to compare, and an empty output has no patches
+    to build: both take XLA's forward pass.
+    """
+    if not all(isinstance(size, (int, np.integer)) for size in x.shape + w.shape):
+        return False
+    per_example = _patch_bytes_per_example(x, w, strides, dilations)
+    return per_example > 0 and x.shape[0] * per_example <= WHOLE_BATCH_PATCH_BYTES
 
 
 def _patch_bytes_per_example(x, w, strides, dilations) -> int:
@@ -99,8 +108,9 @@ BLOCK_BYTES = 1 << 19
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _valid_conv_cpu(x, w, strides, dilations, groups):
-    # XLA's convolution is its fastest forward pass on CPU, faster than the patch product on a
-    # loaded machine (it runs on one thread); only its derivatives are slow.
+    # For patches past WHOLE_BATCH_PATCH_BYTES, XLA's forward convolution: built whole, they no
+    # longer fit in memory well, and built in blocks, they were slower than XLA's forward pass.
+    # Its derivatives are the slow part.
     return conv_xla(x, w, strides, ((0, 0),) * len(strides), dilations, groups)
 
 

@@ -25,7 +25,7 @@ def conv_cpu_in_blocks(x, w, *args, **kwargs):
     """The CPU formulation with XLA's forward pass and derivatives from blocks of patches, which
     it picks for batches whose patches exceed WHOLE_BATCH_PATCH_BYTES (decided when traced)."""
     saved = kernels.WHOLE_BATCH_PATCH_BYTES
-    kernels.WHOLE_BATCH_PATCH_BYTES = 0
+    kernels.WHOLE_BATCH_PATCH_BYTES = -1
     try:
         return conv_cpu(x, w, *args, **kwargs)
     finally:
@@ -195,9 +195,9 @@ def test_the_two_formulations_agree_in_value_and_both_derivatives():
 def test_gradients_against_finite_differences_in_float64(name):
     conv = FORMULATIONS[name]
     with jax.enable_x64(True):
-        # Second order for the CPU formulation in blocks, whose derivative rule is itself
-        # differentiated; the others are differentiated by JAX's own rules.
-        for spec, order in [(SPECS[2], 2 if name == "cpu_in_blocks" else 1), (SPECS[7], 1)]:
+        # Second order for the CPU formulations: the one in blocks differentiates its own
+        # derivative rule; the generic one is differentiated by JAX's own rules.
+        for spec, order in [(SPECS[2], 2 if name.startswith("cpu") else 1), (SPECS[7], 1)]:
             x_torch, weight, _ = spec.problem(batch=2, seed=4)
             x = jnp.asarray(to_channels_last(x_torch), jnp.float64)
             w = jnp.asarray(port_from_torch(weight), jnp.float64)
@@ -210,7 +210,7 @@ def test_gradients_against_finite_differences_in_float64(name):
 def test_blocks_of_examples_with_a_remainder_and_an_empty_batch(monkeypatch):
     # Small blocks, so that 5 examples make two full blocks of 2 and a remainder of 1.
     example_bytes = 6 * 7 * 9 * 3 * 4
-    monkeypatch.setattr(kernels, "WHOLE_BATCH_PATCH_BYTES", 0)
+    monkeypatch.setattr(kernels, "WHOLE_BATCH_PATCH_BYTES", -1)
     monkeypatch.setattr(kernels, "BLOCK_BYTES", 2 * example_bytes)
     x = normal(0, (5, 6, 7, 3))
     w = normal(1, (3, 3, 3, 4))
@@ -226,6 +226,33 @@ def test_blocks_of_examples_with_a_remainder_and_an_empty_batch(monkeypatch):
     assert conv_cpu(empty, w, *args).shape == (0, 6, 7, 4)
     grad_w = jax.grad(lambda w: conv_cpu(empty, w, *args).sum())(w)
     np.testing.assert_array_equal(grad_w, np.zeros(w.shape))
+
+
+def test_the_cpu_formulation_takes_one_product_of_the_whole_batch_up_to_its_size_limit(monkeypatch):
+    def primitives(x, w):
+        jaxpr = jax.make_jaxpr(lambda x, w: conv_cpu(x, w, (1, 1), ((0, 0), (0, 0)), (1, 1), 1))(x, w)
+        return {str(equation.primitive) for equation in jaxpr.jaxpr.eqns}
+
+    x, w = jnp.zeros((4, 8, 8, 3)), jnp.zeros((3, 3, 3, 5))
+    whole = primitives(x, w)
+    assert "dot_general" in whole and "conv_general_dilated" not in whole
+    # 4 examples of 6 x 6 outputs of 3 x 3 x 3 patches, float32: 15,552 bytes. One byte less,
+    # and XLA's forward pass (inside the custom derivative rule's call) takes over.
+    monkeypatch.setattr(kernels, "WHOLE_BATCH_PATCH_BYTES", 4 * 6 * 6 * 27 * 4 - 1)
+    assert "dot_general" not in primitives(x, w)
+    assert "conv_general_dilated" in str(jax.make_jaxpr(
+        lambda x, w: conv_cpu(x, w, (1, 1), ((0, 0), (0, 0)), (1, 1), 1))(x, w))
+
+
+def test_symbolic_spatial_sizes_take_xla_forward_pass():
+    from jax import export
+
+    h = export.symbolic_shape("3, h, 8, 4")
+    exported = export.export(jax.jit(lambda x, w: conv_cpu(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)))(
+        jax.ShapeDtypeStruct(h, jnp.float32), jax.ShapeDtypeStruct((3, 3, 4, 6), jnp.float32))
+    x, w = normal(5, (3, 7, 8, 4)), normal(6, (3, 3, 4, 6))
+    np.testing.assert_allclose(exported.call(x, w), conv_xla(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_output_shapes_over_a_grid_of_arguments():

@@ -4,6 +4,7 @@ Compiled steps are built once per module and every batch has the same shape, so 
 compiles once; that keeps the file fast on a small machine.
 """
 
+import os
 import re
 
 import jax
@@ -390,6 +391,36 @@ def test_all_finite_over_leaves_of_several_dtypes_and_shapes():
                                  else tree[name].at[-1].set(bad)})
         assert not bool(jax.jit(all_finite)(poisoned)), name
     assert bool(all_finite({"n": jnp.arange(3)}))
+    # Leaves past SMALL_LEAF are summed on their own; complex leaves are checked in both parts;
+    # float16 and float64 as well.
+    with jax.enable_x64(True):
+        tree = {"big": jnp.ones(20000, jnp.float32), "c": jnp.ones(3, jnp.complex64),
+                "f16": jnp.ones(5, jnp.float16), "f64": jnp.ones(2, jnp.float64), "empty": jnp.ones(0)}
+        assert bool(jax.jit(all_finite)(tree))
+        for name, index, bad in (("big", 12345, jnp.inf), ("c", 1, complex(1, jnp.nan)),
+                                 ("c", 2, complex(jnp.inf, 0)), ("f16", 4, jnp.nan), ("f64", 0, -jnp.inf)):
+            poisoned = dict(tree, **{name: tree[name].at[index].set(bad)})
+            assert not bool(jax.jit(all_finite)(poisoned)), (name, bad)
+
+
+def test_all_finite_still_sees_nan_and_infinity_with_xla_fast_math():
+    # With fast math on, XLA folds value * 0 to 0; the check must not depend on that product.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import jax, jax.numpy as jnp
+        from jaxnn.train.step import all_finite
+        tree = {"big": jnp.ones(20000).at[5].set(jnp.inf), "small": jnp.ones(10)}
+        print(bool(jax.jit(all_finite)(tree)),
+              bool(jax.jit(all_finite)({"big": jnp.ones(20000), "small": jnp.ones(10).at[2].set(jnp.nan)})),
+              bool(jax.jit(all_finite)({"big": jnp.ones(20000), "small": jnp.ones(10)})))
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_cpu_enable_fast_math=true", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "True"]
 
 
 def test_dropout_step_draws_from_its_step_key_like_a_hand_written_step():
