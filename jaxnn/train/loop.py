@@ -130,30 +130,44 @@ def _compiled_steps(model, optimizer, loss_fn, metric_items, mesh):
     """
     metric_fns = dict(metric_items)
     step = one_step(model, loss_fn, optimizer, metric_fns)
-    many = scan_steps(step, metric_fns)
 
-    def split_over_devices(batch, size, leading_axes):
-        # The gathered batch is split over the mesh's devices, where it divides evenly; a last
-        # partial batch that does not stays whole on every device (the same result, unsplit).
-        if mesh is None or size % parallel.data_devices(mesh):
-            return batch
-        return jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh, leading_axes))
-
-    # Batches are gathered on the device from the resident arrays and this epoch's order, so a
-    # call sends the device only the position of its first batch. Donating the train state and
-    # the totals lets XLA update them in place.
+    # Donating the train state and the totals lets XLA update them in place.
     def run_steps(train_state, totals, x_all, y_all, order, start, *, count, size):
-        indices = jax.lax.dynamic_slice_in_dim(order, start, count * size).reshape(count, size)
-        if count == 1:
-            batch = split_over_devices((x_all[indices[0]], y_all[indices[0]]), size, 0)
-            train_state, sums = step(train_state, *batch)
-        else:
-            batch = split_over_devices((x_all[indices], y_all[indices]), size, 1)
-            train_state, sums = many(train_state, *batch)
-        return train_state, add_sums(totals, sums)
+        def split_over_devices(batch, leading_axes):
+            # The gathered batch is split over the mesh's devices, where it divides evenly; a last
+            # partial batch that does not stays whole on every device (the same result, unsplit).
+            if mesh is None or size % parallel.data_devices(mesh):
+                return batch
+            return jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh, leading_axes))
+
+        return gathered_steps(step, metric_fns, train_state, totals, x_all, y_all, order, start,
+                              count, size, place_batch=split_over_devices)
 
     shardings = {} if mesh is None else {"out_shardings": parallel.replicated(mesh)}
     return jax.jit(run_steps, static_argnames=("count", "size"), donate_argnums=(0, 1), **shardings)
+
+
+def gathered_steps(step, metric_fns, train_state, totals, x_all, y_all, order, start, count: int, size: int,
+                   place_batch=None):
+    """``count`` optimizer steps on batches of ``size`` examples gathered on the device.
+
+    The batches are ``x_all`` and ``y_all`` (the whole training set, resident on the device) at
+    the positions ``order[start : start + count * size]``, so a call sends the device only the
+    position of its first batch. One step, or ``count`` of them in one ``lax.scan``; their metric
+    sums are added to ``totals``. ``place_batch(batch, leading_axes)``, if given, places each
+    gathered batch (``fit`` splits it over a mesh's devices).
+
+    Returns ``(train_state, totals)``.
+    """
+    place_batch = place_batch or (lambda batch, leading_axes: batch)
+    indices = jax.lax.dynamic_slice_in_dim(order, start, count * size).reshape(count, size)
+    if count == 1:
+        batch = place_batch((x_all[indices[0]], y_all[indices[0]]), 0)
+        train_state, sums = step(train_state, *batch)
+    else:
+        batch = place_batch((x_all[indices], y_all[indices]), 1)
+        train_state, sums = scan_steps(step, metric_fns)(train_state, *batch)
+    return train_state, add_sums(totals, sums)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

@@ -25,7 +25,7 @@ from jaxnn._checks import check_bool, check_callable, check_int, check_positive_
 from jaxnn.optim.base import check_transformation, identity
 from jaxnn.train.folds import Member, check_grid, check_seeds, fold_indices, make_optimizer, members
 from jaxnn.train.history import History
-from jaxnn.train.loop import _batch_plan, _cached, _check_data, _evaluation_batch
+from jaxnn.train.loop import _batch_plan, _cached, _check_data, _evaluation_batch, gathered_steps
 from jaxnn.train.state import TrainState, check_model, create_train_state
 from jaxnn.train.sweep_result import SweepResult
 from jaxnn.train.step import (
@@ -35,7 +35,6 @@ from jaxnn.train.step import (
     one_step,
     resolve_loss,
     resolve_metrics,
-    scan_steps,
     zero_sums,
 )
 
@@ -73,12 +72,8 @@ def _compiled(model, optimizer_fn, constant_items, input_shape, loss_fn, metric_
         def member(train_state, member_totals, hyperparameters, order):
             optimizer = _member_optimizer(optimizer_fn, constants, hyperparameters)
             step = one_step(model, loss_fn, optimizer, metric_fns)
-            indices = jax.lax.dynamic_slice_in_dim(order, start, count * size).reshape(count, size)
-            if count == 1:
-                train_state, sums = step(train_state, x_all[indices[0]], y_all[indices[0]])
-            else:
-                train_state, sums = scan_steps(step, metric_fns)(train_state, x_all[indices], y_all[indices])
-            return train_state, add_sums(member_totals, sums)
+            return gathered_steps(step, metric_fns, train_state, member_totals, x_all, y_all, order, start,
+                                  count, size)
         return jax.vmap(member)(train_states, totals, traced, orders)
 
     evaluate_batch = eval_sums(model, loss_fn, metric_fns)
