@@ -66,7 +66,7 @@ def _classes(model, train_state: TrainState, x: np.ndarray) -> int | None:
     """
     leaves, structure = jax.tree.flatten((train_state.params, train_state.state))
     signature = tuple((tuple(leaf.shape), str(leaf.dtype)) for leaf in leaves)
-    return _cached(_traced_classes, model, structure, signature, x.shape[1:], str(x.dtype))
+    return call_cached(_traced_classes, model, structure, signature, x.shape[1:], str(x.dtype))
 
 
 @functools.lru_cache(maxsize=32)
@@ -78,7 +78,10 @@ def _traced_classes(model, structure, signature, example_shape, example_dtype) -
     return shape[-1] if shape else None
 
 
-def _check_data(data: Any, name: str, model, train_state, loss) -> tuple[np.ndarray, np.ndarray]:
+def check_data(data: Any, name: str, model, train_state, loss) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` as NumPy arrays ``(x, y)`` (floating inputs as float32), checked for ``model`` and
+    ``loss``: a ``TypeError`` or ``ValueError`` naming ``name`` and what is wrong, before XLA
+    sees anything."""
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{name} data must be a pair (x, y) of arrays, got {type(data).__name__}")
     x, y = np.asarray(data[0]), np.asarray(data[1])
@@ -207,7 +210,7 @@ def _epoch_order(sort_keys: np.ndarray) -> np.ndarray:
     return order
 
 
-def _batch_plan(num_examples: int, batch_size: int, steps_per_call: int) -> list[tuple[int, int, int]]:
+def batch_plan(num_examples: int, batch_size: int, steps_per_call: int) -> list[tuple[int, int, int]]:
     """The compiled calls of one epoch, as ``(first position in the epoch's order, steps, batch size)``.
 
     Full batches go ``steps_per_call`` to a call; the full batches left over go one to a call,
@@ -343,13 +346,13 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
         raise TypeError(f"fit: `history` must be a History (or None), got {type(history).__name__}")
     loss_fn = resolve_loss(loss, "loss", where)
     metric_fns = resolve_metrics(metrics, loss, where)
-    x, y = _check_data(train_data, "train", model, train_state, loss)
-    validation = None if validation_data is None else _check_data(validation_data, "validation", model,
+    x, y = check_data(train_data, "train", model, train_state, loss)
+    validation = None if validation_data is None else check_data(validation_data, "validation", model,
                                                                    train_state, loss)
 
-    run_steps = _cached(_compiled_steps, model, optimizer, loss_fn, tuple(metric_fns.items()), mesh)
+    run_steps = call_cached(_compiled_steps, model, optimizer, loss_fn, tuple(metric_fns.items()), mesh)
     train_state, x_all, y_all = _place_on_device(train_state, x, y, mesh)
-    plan = _batch_plan(x.shape[0], batch_size, steps_per_call)
+    plan = batch_plan(x.shape[0], batch_size, steps_per_call)
     history = History() if history is None else history
     if progress and parallel.is_main_process():
         callbacks.append(ProgressBar(epochs, x.shape[0], log_every_seconds))
@@ -368,7 +371,7 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
             logs = averages(totals)
             if validation is not None:
                 validation_means = _evaluate(model, train_state, validation, loss_fn, metric_fns,
-                                             _evaluation_batch(batch_size, mesh), mesh=mesh)
+                                             evaluation_batch(batch_size, mesh), mesh=mesh)
                 logs.update({f"val_{name}": value for name, value in validation_means.items()})
             logs["epoch_seconds"] = seconds
             logs["samples_per_second"] = x.shape[0] / seconds
@@ -386,7 +389,7 @@ def fit(model, optimizer, train_state: TrainState, train_data, *, epochs: int, b
     return train_state, history
 
 
-def _evaluation_batch(batch_size: int, mesh) -> int:
+def evaluation_batch(batch_size: int, mesh) -> int:
     """Validation batches: at least 1024 examples; on a mesh a multiple of the (divisible) training
     batch, so that they split over the devices too."""
     if mesh is None:
@@ -399,7 +402,7 @@ def _compiled_eval(model, loss_fn, metric_items, with_outputs):
     return jax.jit(eval_sums(model, loss_fn, dict(metric_items), with_outputs=with_outputs))
 
 
-def _cached(builder, *args):
+def call_cached(builder, *args):
     """``builder(*args)`` through its cache, or uncached when an argument cannot be hashed."""
     try:
         return builder(*args)
@@ -416,7 +419,7 @@ def _evaluate(model, train_state, data, loss_fn, metric_fns, batch_size, *, with
     With a mesh, the train state is replicated on it and each batch split over its devices where
     it divides evenly (and held whole on each device where it does not).
     """
-    evaluate_batch = _cached(_compiled_eval, model, loss_fn, tuple(metric_fns.items()), with_outputs)
+    evaluate_batch = call_cached(_compiled_eval, model, loss_fn, tuple(metric_fns.items()), with_outputs)
     x, y = data
     params, state = train_state.params, train_state.state
     if mesh is not None:
@@ -469,6 +472,6 @@ def evaluate(model, train_state: TrainState, data, *, loss="cross_entropy", metr
     metric_fns = resolve_metrics(metrics, loss, where)
     if mesh is not None:
         mesh = parallel.check_mesh(mesh, where)
-    x, y = _check_data(data, "evaluation", model, train_state, loss)
+    x, y = check_data(data, "evaluation", model, train_state, loss)
     return _evaluate(model, train_state, (x, y), loss_fn, metric_fns, batch_size, with_outputs=return_outputs,
                      mesh=mesh)

@@ -25,7 +25,7 @@ from jaxnn._checks import check_bool, check_callable, check_int, check_positive_
 from jaxnn.optim.base import check_transformation, identity
 from jaxnn.train.folds import Member, check_grid, check_seeds, fold_indices, make_optimizer, members
 from jaxnn.train.history import History
-from jaxnn.train.loop import _batch_plan, _cached, _check_data, _evaluation_batch, gathered_steps
+from jaxnn.train.loop import batch_plan, call_cached, check_data, evaluation_batch, gathered_steps
 from jaxnn.train.state import TrainState, check_model, create_train_state
 from jaxnn.train.sweep_result import SweepResult
 from jaxnn.train.step import (
@@ -200,7 +200,7 @@ class _Calls(NamedTuple):
 
     def validate(self, train_states: TrainState, val_indices, shared: bool):
         """Every member's validation sums on the host, over batches of the size ``fit`` takes."""
-        batch = _evaluation_batch(self.batch_size, None)
+        batch = evaluation_batch(self.batch_size, None)
         totals = None  # the first batch's sums start the totals: no eager additions to compile
         for start in range(0, int(val_indices.shape[-1]), batch):
             sums = self.evaluate(train_states.params, train_states.state, self.x_eval, self.y_eval,
@@ -315,15 +315,15 @@ def sweep(model, optimizer_fn: Callable, train_data, *, grid: Mapping[str, Seque
     # Shapes alone: the data checks trace the model, and nothing needs to run (or compile) yet.
     template = jax.eval_shape(
         lambda: create_train_state(model, optimizers[0], jax.random.key(0), input_shape))
-    x, y = _check_data(train_data, "train", model, template, loss)
+    x, y = check_data(train_data, "train", model, template, loss)
     fold_pairs = fold_indices(folds, y, where)
     if validation_data is not None:
-        validation = _check_data(validation_data, "validation", model, template, loss)
+        validation = check_data(validation_data, "validation", model, template, loss)
     all_members = members(grid, seed_list, None if fold_pairs is None else len(fold_pairs))
 
     traced_names = [name for name, values in grid.items() if len(values) > 1]
     constants = {name: values[0] for name, values in grid.items() if len(values) == 1}
-    compiled = _cached(
+    compiled = call_cached(
         _compiled, model, optimizer_fn, tuple(constants.items()), input_shape, loss_fn,
         tuple(metric_fns.items()))
 
@@ -369,7 +369,7 @@ def sweep(model, optimizer_fn: Callable, train_data, *, grid: Mapping[str, Seque
                 val_indices = calls.put(np.stack([fold_pairs[m.fold][1] for m in chosen]).astype(np.int32))
             elif x_eval is not None:
                 val_indices = calls.put(np.arange(x_eval.shape[0], dtype=np.int32))
-            plan = _batch_plan(int(indices.shape[1]), batch_size, steps_per_call)
+            plan = batch_plan(int(indices.shape[1]), batch_size, steps_per_call)
             for _ in range(epochs):
                 train_states, totals, seconds = calls.train_epoch(train_states, traced, indices, plan,
                                                                   bar.advance)
