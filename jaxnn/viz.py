@@ -149,9 +149,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
             if name in series:
                 ax.plot(epochs, series[name], marker="o" if epochs.size <= 30 else None,
                         markersize=3, label=label)
-        ax.set_title(base if title is None else f"{base}: {title}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(Y_LABELS.get(base, base))
+        ax.set(title=base if title is None else f"{base}: {title}",
+               xlabel="epoch", ylabel=Y_LABELS.get(base, base))
         ax.grid(True, alpha=0.3)
         # Whole epochs only: a short run would otherwise get ticks at 1.5, 2.5, ...
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -115,9 +115,7 @@ def run(out: Path, *, quick: bool = False, log=print) -> Path:
         axis.plot(x, derivative, label="f'(x) (jax.grad)")
         for index, (first, last) in enumerate(saturated_intervals(x, derivative)):
             axis.axvspan(first, last, color="grey", alpha=0.25, label="saturated" if index == 0 else None)
-        axis.set_title(name)
-        axis.set_xlabel("x")
-        axis.set_ylabel("value")
+        axis.set(title=name, xlabel="x", ylabel="value")
         axis.legend(fontsize=7, loc="upper left")
     axes[-1].set_title("max |f'| per function")
     axes[-1].bar(range(len(max_derivatives)), list(max_derivatives.values()), label="max |f'|")
@@ -133,9 +131,8 @@ def run(out: Path, *, quick: bool = False, log=print) -> Path:
     layers = np.arange(1, 21)
     for name in ("sigmoid", "tanh", "relu"):
         axis.semilogy(layers, max_derivatives[name] ** layers, marker="o", markersize=3, label=name)
-    axis.set_title("Largest possible gradient factor after L activations (weights aside)")
-    axis.set_xlabel("layers L")
-    axis.set_ylabel("max |f'|^L")
+    axis.set(title="Largest possible gradient factor after L activations (weights aside)",
+             xlabel="layers L", ylabel="max |f'|^L")
     axis.legend()
     report.figure(figure, "depth_factor.png", "max |f'|^L against depth")
     return report.write()

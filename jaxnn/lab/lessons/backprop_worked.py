@@ -98,9 +98,8 @@ def draw_network(report: Report, record) -> None:
                      label={0: "input", 1: "sigmoid unit", 2: None}[column] if row == 0 else None)
         axis.text(px, py, f"{columns[column][row]}\n{values[column][row]:.3f}", ha="center", va="center",
                   color="white", fontsize=8, zorder=3)
-    axis.set_title(f"The 2-2-2 network: activations, weights and ∂L/∂w (L = {float(record.loss):.4f})")
-    axis.set_xlabel("layer")
-    axis.set_ylabel("unit")
+    axis.set(title=f"The 2-2-2 network: activations, weights and ∂L/∂w (L = {float(record.loss):.4f})",
+             xlabel="layer", ylabel="unit")
     axis.set_xticks([0, 3, 6], ["input", "hidden", "output"])
     axis.set_yticks([])
     axis.set_xlim(-1, 7)
@@ -141,9 +140,7 @@ def run(out: Path, *, quick: bool = False, log=print) -> Path:
     figure = new_figure(6, 4)
     axis = figure.subplots()
     axis.loglog(np.arange(1, steps + 1), history, label=f"gradient descent, rate {LEARNING_RATE}")
-    axis.set_title("Loss of the worked example while training")
-    axis.set_xlabel("step")
-    axis.set_ylabel("L (log scale)")
+    axis.set(title="Loss of the worked example while training", xlabel="step", ylabel="L (log scale)")
     axis.legend()
     report.figure(figure, "training.png", "Loss while training with the hand-computed gradients")
     return report.write()

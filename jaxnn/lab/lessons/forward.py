@@ -109,18 +109,16 @@ def run(out: Path, *, quick: bool = False, log=print) -> Path:
     figure = new_figure(3.0 * (len(paths) + 1), 3.2)
     axes = figure.subplots(1, len(paths) + 1)
     axes[0].imshow(x_one.reshape(8, 8), cmap="gray_r")
-    axes[0].set_title(f"input (label {int(digits.y_test[example])})")
-    axes[0].set_xlabel("pixel column")
-    axes[0].set_ylabel("pixel row")
+    axes[0].set(title=f"input (label {int(digits.y_test[example])})",
+                xlabel="pixel column", ylabel="pixel row")
     for axis, path in zip(axes[1:], paths):
         values = np.asarray(outputs[path])[0]
         units = np.arange(values.size)
         positive = values > 0
         axis.bar(units[positive], values[positive], color="tab:blue", label="> 0")
         axis.bar(units[~positive], values[~positive], color="tab:red", label="≤ 0")
-        axis.set_title(f"{path} (logits)" if path == paths[-1] else path)
-        axis.set_xlabel("unit")
-        axis.set_ylabel("output value")
+        axis.set(title=f"{path} (logits)" if path == paths[-1] else path,
+                 xlabel="unit", ylabel="output value")
         axis.legend(fontsize=7)
     figure.suptitle("One digit's forward pass: every layer's output (captured)")
     report.figure(figure, "one_example.png", "One digit's activations, layer by layer")
@@ -131,9 +129,7 @@ def run(out: Path, *, quick: bool = False, log=print) -> Path:
         values = np.asarray(batch_outputs[path]).ravel()
         axis.hist(values, bins=40, color="tab:green", label=f"{values.size} values")
         axis.set_yscale("log")
-        axis.set_title(path)
-        axis.set_xlabel("output value")
-        axis.set_ylabel("count (log)")
+        axis.set(title=path, xlabel="output value", ylabel="count (log)")
         axis.legend(fontsize=7)
     figure.suptitle("Distribution of each layer's outputs over the test digits")
     report.figure(figure, "histograms.png", "Per-layer histograms over the test digits")

@@ -148,13 +148,10 @@ def run(out: Path, *, quick: bool = False, log=print) -> Path:
         history = result["history"]
         right.semilogy(range(1, history.epochs + 1), history["loss"], marker=".", label=setup)
     for axis, title in ((left, "at init"), (middle, f"after {epochs} epochs")):
-        axis.set_title(f"Gradient norm per layer, {title}")
-        axis.set_xlabel("Dense layer (1 = input side)")
-        axis.set_ylabel("‖∂L/∂θ‖ (log scale)")
+        axis.set(title=f"Gradient norm per layer, {title}",
+                 xlabel="Dense layer (1 = input side)", ylabel="‖∂L/∂θ‖ (log scale)")
         axis.legend(fontsize=7)
-    right.set_title("Training loss")
-    right.set_xlabel("epoch")
-    right.set_ylabel("cross-entropy (log scale)")
+    right.set(title="Training loss", xlabel="epoch", ylabel="cross-entropy (log scale)")
     right.legend(fontsize=7)
     report.figure(figure, "gradient_norms.png", "Gradient norm per layer and loss curves per setup")
     return report.write()
