@@ -113,14 +113,19 @@ class SequenceModel(nn.Module):
         return self.head(h)
 
 
+def sequence_model():
+    """The jaxnn counterpart of SequenceModel."""
+    return jaxnn.Sequential([jaxnn.Embedding(11, 6), jaxnn.LSTM(5, return_sequences=True),
+                             jaxnn.GRU(4, return_sequences=True), jaxnn.LayerNorm(),
+                             jaxnn.Bidirectional(jaxnn.LSTM(3, return_sequences=True)),
+                             jaxnn.SimpleRNN(3), jaxnn.Dense(2)])
+
+
 @pytest.mark.slow
 def test_embedding_recurrent_layers_and_layer_norm():
     torch.manual_seed(2)
     module = SequenceModel()
-    model = jaxnn.Sequential([jaxnn.Embedding(11, 6), jaxnn.LSTM(5, return_sequences=True),
-                              jaxnn.GRU(4, return_sequences=True), jaxnn.LayerNorm(),
-                              jaxnn.Bidirectional(jaxnn.LSTM(3, return_sequences=True)),
-                              jaxnn.SimpleRNN(3), jaxnn.Dense(2)])
+    model = sequence_model()
     params, state, report = from_torch(model, module, (7,))
     assert report.passed, str(report)
     assert "bias_ih + bias_hh are summed" in str(report)
@@ -163,10 +168,7 @@ def test_attention_and_transformer_block():
 def test_round_trip_gives_the_state_dict_back():
     torch.manual_seed(4)
     module = SequenceModel()
-    model = jaxnn.Sequential([jaxnn.Embedding(11, 6), jaxnn.LSTM(5, return_sequences=True),
-                              jaxnn.GRU(4, return_sequences=True), jaxnn.LayerNorm(),
-                              jaxnn.Bidirectional(jaxnn.LSTM(3, return_sequences=True)),
-                              jaxnn.SimpleRNN(3), jaxnn.Dense(2)])
+    model = sequence_model()
     params, state, _ = from_torch(model, module.state_dict(), (7,), check=False)
     back = to_torch(model, params, state, module, (7,))
     original = module.state_dict()
@@ -179,10 +181,7 @@ def test_round_trip_gives_the_state_dict_back():
 def test_trained_params_load_into_a_fresh_module():
     torch.manual_seed(4)
     module = SequenceModel()
-    model = jaxnn.Sequential([jaxnn.Embedding(11, 6), jaxnn.LSTM(5, return_sequences=True),
-                              jaxnn.GRU(4, return_sequences=True), jaxnn.LayerNorm(),
-                              jaxnn.Bidirectional(jaxnn.LSTM(3, return_sequences=True)),
-                              jaxnn.SimpleRNN(3), jaxnn.Dense(2)])
+    model = sequence_model()
     params, state, _ = from_torch(model, module.state_dict(), (7,), check=False)
     # Trained jaxnn params (here: changed) load into a fresh module and give jaxnn's outputs.
     changed = jax.tree.map(lambda p: p * 1.5, params)
@@ -230,12 +229,7 @@ def test_a_wrong_port_fails_the_check():
     assert "FAILED" in str(report)
 
 
-NEW_LAYERS = [name for name in ("GroupNorm", "RMSNorm", "ConvTranspose1D", "ConvTranspose2D", "Upsample")
-              if not hasattr(jaxnn, name)]
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(bool(NEW_LAYERS), reason=f"jaxnn has no {', '.join(NEW_LAYERS)} yet")
 def test_group_norm_rms_norm_conv_transpose():
     torch.manual_seed(5)
     module = nn.Sequential(nn.Conv2d(2, 4, 3), nn.GroupNorm(2, 4), nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1,
@@ -292,7 +286,6 @@ def test_cross_attention_with_separate_key_value_projections():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(NEW_LAYERS), reason=f"jaxnn has no {', '.join(NEW_LAYERS)} yet")
 def test_upsample_and_conv_transpose1d():
     torch.manual_seed(9)
     # Ending in a normalization: the check's gradients must not be those of the (constant) sum.
