@@ -4,6 +4,8 @@ Also the fixtures and assertions that several test files share; a test file impo
 functions with ``from conftest import assert_bit_equal``.
 """
 
+import contextlib
+
 import jax
 import numpy as np
 import pytest
@@ -66,6 +68,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the order within a file and among the other files is kept
 
 
+@contextlib.contextmanager
+def most_optimizations_disabled():
+    """XLA compiles without most optimizations inside: the same semantics, compiled faster."""
+    saved = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", saved)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def fast_compilation(request):
     """Compiling, not running, is what takes the time in the tests: their programs are small and
@@ -74,10 +87,8 @@ def fast_compilation(request):
     if request.module.__name__.rpartition(".")[2] in OPTIMIZED_MODULES:
         yield
         return
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
+    with most_optimizations_disabled():
+        yield
 
 
 def bits(leaf):

@@ -3,8 +3,8 @@
 import importlib.util
 from pathlib import Path
 
-import jax
 import pytest
+from conftest import most_optimizations_disabled
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -17,10 +17,8 @@ def compiled_as_the_run_needs(request):
     if request.node.get_closest_marker("slow"):
         yield
         return
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
+    with most_optimizations_disabled():
+        yield
 
 
 def load_example(name):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import most_optimizations_disabled
 
 import jaxnn
 import jaxnn.optim as jo
@@ -123,10 +124,8 @@ def compiled_fast():
     """The digits MLP is not chaotic: its 1000 steps agree with optax's within tolerance when both
     are compiled without most optimizations, as the other test modules compile (Rosenbrock's
     trajectories in this module need every optimization, see conftest)."""
-    saved = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", saved)
+    with most_optimizations_disabled():
+        yield
 
 
 @pytest.mark.usefixtures("compiled_fast")
