@@ -143,15 +143,26 @@ def all_finite(tree) -> jax.Array:
     return jnp.isfinite(functools.reduce(jnp.add, sums))
 
 
+def batch_size_on_device(batch_size: int, step: jax.Array) -> jax.Array:
+    """``batch_size`` as an int32 computed on the device from ``step``, whatever ``step`` is.
+
+    Not the constant itself: XLA folds it into a constant output, which made each call of a small
+    model's step about 10% slower on CPU. Nor a count of the examples: those reductions added
+    kernels that cost compile time (about 25 ms of an MNIST MLP's first step).
+    """
+    size = jnp.asarray(batch_size, jnp.int32)
+    zero = jnp.zeros((), jnp.int32)
+    return jnp.where(step < 0, size, zero) + jnp.where(step >= 0, size, zero)
+
+
 def _batch_sums(outputs, targets, losses, metric_fns, step, finite=True) -> dict[str, jax.Array]:
-    # A step is bad when its loss, or (``finite``) the parameters it produced, are not finite.
-    finite_losses = jnp.isfinite(losses)
-    good = jnp.all(finite_losses) & finite
-    # The count is the batch size, but counted on the device: returned as the constant XLA folds
-    # it to, it made each call of a small model's step about 10% slower.
-    count = jnp.sum(finite_losses, dtype=jnp.int32) + jnp.sum(~finite_losses, dtype=jnp.int32)
-    sums = {"loss": jnp.sum(losses.astype(jnp.float32)),
-            "count": count,
+    loss_sum = jnp.sum(losses.astype(jnp.float32))
+    # A step is bad when its loss, or (``finite``) the parameters it produced, are not finite. A
+    # NaN or infinite loss makes the sum non-finite, and so does a sum that overflows, whose mean
+    # (the loss minimized) overflows as well.
+    good = jnp.isfinite(loss_sum) & finite
+    sums = {"loss": loss_sum,
+            "count": batch_size_on_device(losses.shape[0], step),
             "first_bad_step": jnp.where(good, NO_BAD_STEP, step)}
     for name, metric in metric_fns.items():
         values = _per_example(metric(outputs, targets), losses.shape[0], f"metric {name!r}")
@@ -294,8 +305,7 @@ def make_train_step(model, loss_fn: str | LossFn, optimizer, *, steps_per_call: 
     if steps_per_call == 1:
         def train_step(train_state, batch):
             x, y = batch
-            train_state, sums = step(train_state, x, y)
-            return train_state, add_sums(zero_sums(metric_fns), sums)
+            return step(train_state, x, y)
     else:
         many = scan_steps(step, metric_fns)
 

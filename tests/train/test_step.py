@@ -16,7 +16,7 @@ from conftest import assert_trees_close
 
 import jaxnn
 from jaxnn.train import TrainState, averages, create_train_state, make_eval_step, make_train_step
-from jaxnn.train.step import DROPOUT_STREAM, step_key
+from jaxnn.train.step import DROPOUT_STREAM, batch_size_on_device, step_key
 
 
 INT32_MAX = int(np.iinfo(np.int32).max)
@@ -343,6 +343,31 @@ def test_first_bad_step_names_the_step_of_the_first_non_finite_loss():
     assert int(sums["first_bad_step"]) == 6
     _, sums = scanned(train_state, (jnp.stack([x, x, x]), jnp.stack([clean, clean, clean])))
     assert int(sums["first_bad_step"]) == INT32_MAX
+
+
+def test_a_nan_loss_or_an_overflowing_loss_sum_makes_the_step_bad():
+    # One NaN among finite losses, and finite losses whose float32 sum (and so their mean, the
+    # loss minimized) overflows: both steps are bad; finite losses of an ordinary size are not.
+    def loss_from_labels(outputs, labels):
+        losses = jaxnn.losses.cross_entropy(outputs, labels, reduction="none")
+        return jnp.select([labels == 1, labels == 2], [jnp.nan, 3e38], losses)
+
+    optimizer = optax.sgd(0.0)
+    train_state = create_train_state(MODEL, optimizer, jax.random.key(0), (4,))
+    step = make_train_step(MODEL, loss_from_labels, optimizer, donate=False)
+    x, _ = batch(1)
+    clean = jnp.zeros((BATCH,), jnp.int32)
+    for labels, bad in ((clean, False), (clean.at[4].set(1), True), (clean.at[:2].set(2), True),
+                        (clean.at[0].set(2), False)):
+        _, sums = step(train_state, (x, labels))
+        assert int(sums["first_bad_step"]) == (0 if bad else INT32_MAX), labels
+        assert int(sums["count"]) == BATCH
+
+
+@pytest.mark.parametrize("step", [0, 7, -3, INT32_MAX, -INT32_MAX - 1])
+def test_batch_size_on_device_is_the_batch_size_at_any_step(step):
+    count = jax.jit(batch_size_on_device, static_argnums=0)(BATCH, jnp.asarray(step, jnp.int32))
+    assert count.dtype == jnp.int32 and int(count) == BATCH
 
 
 def test_averages_divides_sums_by_count():
