@@ -144,7 +144,7 @@ def all_finite(tree) -> jax.Array:
 
 
 def batch_size_on_device(batch_size: int, step: jax.Array) -> jax.Array:
-    """``batch_size`` as an int32 computed on the device from ``step``, whatever ``step`` is.
+    """``batch_size`` as an int32 computed on the device from the integer ``step``, whatever its value.
 
     Not the constant itself: XLA folds it into a constant output, which made each call of a small
     model's step 10 to 17% slower on CPU. Nor a count of the examples: those reductions added
@@ -156,12 +156,14 @@ def batch_size_on_device(batch_size: int, step: jax.Array) -> jax.Array:
 
 
 def _batch_sums(outputs, targets, losses, metric_fns, step, finite=True) -> dict[str, jax.Array]:
-    loss_sum = jnp.sum(losses.astype(jnp.float32))
     # A step is bad when its loss, or (``finite``) the parameters it produced, are not finite. A
-    # NaN or infinite loss makes the sum non-finite, and so does a sum that overflows, whose mean
-    # (the loss minimized) overflows as well.
+    # NaN or infinite loss makes the sum non-finite, and so does a sum that overflows (then the
+    # mean of float32 or float64 losses, the loss minimized, overflows too). The sum is in the
+    # losses' own precision, at least float32, so that float64 losses past float32's range pass.
+    wide = jnp.issubdtype(losses.dtype, jnp.inexact) and jnp.dtype(losses.dtype).itemsize >= 4
+    loss_sum = jnp.sum(losses, dtype=losses.dtype if wide else jnp.float32)
     good = jnp.isfinite(loss_sum) & finite
-    sums = {"loss": loss_sum,
+    sums = {"loss": loss_sum.astype(jnp.float32),
             "count": batch_size_on_device(losses.shape[0], step),
             "first_bad_step": jnp.where(good, NO_BAD_STEP, step)}
     for name, metric in metric_fns.items():

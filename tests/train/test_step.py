@@ -364,6 +364,24 @@ def test_a_nan_loss_or_an_overflowing_loss_sum_makes_the_step_bad():
         assert int(sums["count"]) == BATCH
 
 
+def test_float64_losses_past_the_float32_range_are_finite_and_a_nan_among_them_is_not():
+    # With x64 on, float64 losses of 1e39 are finite, though float32 cannot hold them.
+    def float64_losses(outputs, labels):
+        losses = jaxnn.losses.cross_entropy(outputs, labels, reduction="none").astype(jnp.float64)
+        return jnp.where(labels == 1, jnp.nan, losses + 1e39)
+
+    with jax.enable_x64(True):
+        optimizer = optax.sgd(0.0)
+        train_state = create_train_state(MODEL, optimizer, jax.random.key(0), (4,))
+        step = make_train_step(MODEL, float64_losses, optimizer, donate=False)
+        x, _ = batch(1)
+        clean = jnp.zeros((BATCH,), jnp.int32)
+        _, sums = step(train_state, (x, clean))
+        assert int(sums["first_bad_step"]) == INT32_MAX and sums["loss"].dtype == jnp.float32
+        _, sums = step(train_state, (x, clean.at[3].set(1)))
+        assert int(sums["first_bad_step"]) == 0
+
+
 @pytest.mark.parametrize("step", [0, 7, -3, INT32_MAX, -INT32_MAX - 1])
 def test_batch_size_on_device_is_the_batch_size_at_any_step(step):
     count = jax.jit(batch_size_on_device, static_argnums=0)(BATCH, jnp.asarray(step, jnp.int32))
