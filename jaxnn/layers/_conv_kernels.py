@@ -92,11 +92,9 @@ def _whole_batch_patches_fit(x, w, strides, dilations) -> bool:
 
 
 def _patch_bytes_per_example(x, w, strides, dilations) -> int:
-    height, width, channels = x.shape[1:]
-    kh, kw = w.shape[:2]
-    out_h = (height - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    out_w = (width - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    return max(out_h, 0) * max(out_w, 0) * kh * kw * channels * jnp.dtype(x.dtype).itemsize
+    window = w.shape[:2]
+    out_h, out_w = output_sizes(x.shape[1:3], window, strides, dilations, ((0, 0), (0, 0)))
+    return max(out_h, 0) * max(out_w, 0) * math.prod(window) * x.shape[3] * jnp.dtype(x.dtype).itemsize
 
 
 # Past WHOLE_BATCH_PATCH_BYTES, examples per block of patches are chosen so that a block's

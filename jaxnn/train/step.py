@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxnn import losses as losses_module
 from jaxnn import parallel
 from jaxnn._checks import check_bool, check_callable, check_positive_int
+from jaxnn._dtypes import at_least_float32
 from jaxnn.optim import apply_updates
 from jaxnn.optim.base import check_transformation
 from jaxnn.train.state import TrainState, check_model
@@ -160,8 +161,7 @@ def _batch_sums(outputs, targets, losses, metric_fns, step, finite=True) -> dict
     # NaN or infinite loss makes the sum non-finite, and so does a sum that overflows (then the
     # mean of float32 or float64 losses, the loss minimized, overflows too). The sum is in the
     # losses' own precision, at least float32, so that float64 losses past float32's range pass.
-    wide = jnp.issubdtype(losses.dtype, jnp.inexact) and jnp.dtype(losses.dtype).itemsize >= 4
-    loss_sum = jnp.sum(losses, dtype=losses.dtype if wide else jnp.float32)
+    loss_sum = jnp.sum(at_least_float32(losses))
     good = jnp.isfinite(loss_sum) & finite
     sums = {"loss": loss_sum.astype(jnp.float32),
             "count": batch_size_on_device(losses.shape[0], step),
