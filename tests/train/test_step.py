@@ -6,6 +6,9 @@ compiles once; that keeps the file fast on a small machine.
 
 import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -448,10 +451,6 @@ def test_all_finite_over_leaves_of_several_dtypes_and_shapes():
 
 def test_all_finite_still_sees_nan_and_infinity_with_xla_fast_math():
     # With fast math on, XLA folds value * 0 to 0; the check must not depend on that product.
-    import subprocess
-    import sys
-    import textwrap
-
     code = textwrap.dedent("""
         import jax, jax.numpy as jnp
         from jaxnn.train.step import all_finite
